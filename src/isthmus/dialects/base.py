@@ -1,0 +1,184 @@
+"""What every database dialect provides, declared as data and as one abstract class.
+
+The engine never asks which database it talks to; it reads ``Capabilities`` and
+calls the methods below. Each dialect module translates its driver's errors into
+``TransientDatabaseError`` (retried with backoff) or ``TerminalDatabaseError``
+(reported) at this boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from isthmus.urls import DatabaseURL
+
+# The dialect-neutral category of a column, used by type mapping and canonical form.
+ColumnKind = Literal[
+    "integer",  # any whole number that fits in 64 bits (size in Column.bits)
+    "decimal",  # exact numeric with precision/scale
+    "float",  # binary floating point
+    "boolean",
+    "text",  # character data of any length
+    "bytes",  # binary data
+    "date",
+    "time",
+    "timestamp",  # without time zone
+    "timestamptz",  # with time zone
+    "interval",
+    "uuid",
+    "json",
+    "enum",  # closed set of strings (Column.enum_values)
+    "set",  # MySQL SET: a subset of Column.enum_values
+    "array",  # PostgreSQL array (Column.element_type holds the element's type)
+    "other",  # anything else, carried as text
+]
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_name: (
+        str  # the type as the source declares it, lowercased, e.g. "tinyint(1)", "varchar(40)"
+    )
+    kind: ColumnKind
+    nullable: bool = True
+    bits: int | None = None  # integers: 16, 32, 64 (unsigned 32 -> 64 when widened)
+    unsigned: bool = False
+    length: int | None = None  # text/bytes declared length
+    precision: int | None = None  # decimal precision, fractional-second precision for time kinds
+    scale: int | None = None
+    enum_values: tuple[str, ...] = ()
+    element_type: str | None = None
+    default: str | None = None
+    autoincrement: bool = False
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    indexes: tuple[Index, ...] = ()
+    schema: str | None = None
+    row_estimate: int | None = None
+
+    def column(self, name: str) -> Column | None:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        return None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def integer_key(self) -> str | None:
+        """The single integer primary-key column, if the table has exactly one."""
+        if len(self.primary_key) != 1:
+            return None
+        col = self.column(self.primary_key[0])
+        return col.name if col is not None and col.kind == "integer" else None
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    """Everything reflection found: tables by name, and views (reported, never copied)."""
+
+    tables: dict[str, Table] = field(default_factory=dict)
+    views: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # things a user should know (tables skipped and why)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a dialect can do; the engine branches on these, never on the dialect's class."""
+
+    name: str
+    server_side_cursors: bool
+    row_value_comparison: bool  # WHERE (a, b) > (x, y)
+    in_database_checksums: bool  # can hash and aggregate rows in SQL (segment checksums)
+    transactional_ddl: bool
+    read_only_transactions: bool
+    returning: bool
+    max_bind_parameters: int
+    identifier_quote: str
+    can_be_target: bool = False
+    binary_copy: bool = False
+
+
+class SourceDialect(abc.ABC):
+    """A database isthmus reads from (and, for bidirectional sync, writes back to)."""
+
+    capabilities: Capabilities
+
+    def __init__(self, url: DatabaseURL) -> None:
+        self.url = url
+
+    @abc.abstractmethod
+    def reflect(self) -> SchemaInfo:
+        """Tables, columns, keys, foreign keys and views of the source."""
+
+    @abc.abstractmethod
+    def count(self, table: str) -> int:
+        """Exact number of rows in ``table``."""
+
+    @abc.abstractmethod
+    def key_range(self, table: str, key: str) -> tuple[int | None, int | None]:
+        """(min, max) of an integer key column; (None, None) for an empty table."""
+
+    @abc.abstractmethod
+    def stream(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        *,
+        after: Sequence[Any] | None = None,
+        upto: Sequence[Any] | None = None,
+        batch_size: int = 10_000,
+    ) -> Iterator[list[Row]]:
+        """Rows of ``table`` ordered by ``key``, ``after`` < key <= ``upto``, in lists of
+        ``batch_size``, read through a server-side cursor so memory stays flat.
+        ``columns`` must include the key columns.
+        """
+
+    @abc.abstractmethod
+    def fetch_keys(
+        self, table: str, columns: Sequence[str], key: str, ids: Sequence[int]
+    ) -> list[Row]:
+        """Rows whose integer ``key`` is in ``ids`` (bounded by max_bind_parameters per query)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def quote(self, identifier: str) -> str:
+        q = self.capabilities.identifier_quote
+        return q + identifier.replace(q, q + q) + q
+
+    def __enter__(self) -> SourceDialect:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,68 @@
+"""PostgreSQL connections (source, target and the embedded default) and psycopg error translation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pgerr
+
+from isthmus import embedded
+from isthmus.errors import DatabaseError, TerminalDatabaseError, TransientDatabaseError
+from isthmus.urls import DatabaseURL, mask_secrets
+
+# SQLSTATE classes worth retrying: connection exceptions, serialization failure,
+# deadlock, lock not available, operator intervention (admin shutdown), insufficient resources.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "55P03", "57P", "53")
+_TRANSIENT_SQLSTATES = {"57014"}  # query_canceled (statement timeout)
+
+
+def conninfo(url: DatabaseURL) -> str:
+    """A libpq URI for ``url``; ``embedded://`` starts the embedded server first."""
+    if url.dialect == "embedded":
+        uri = embedded.start(url.database or None)
+        # embedded.start returns the postgres database; the URL may name another
+        return uri
+    parts = urlsplit(url.raw)
+    scheme = "postgresql"
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def sqlalchemy_url(url: DatabaseURL) -> str:
+    """The same database as a SQLAlchemy URL using the psycopg 3 driver."""
+    uri = conninfo(url)
+    return "postgresql+psycopg" + uri[len("postgresql") :]
+
+
+def translate(exc: BaseException) -> DatabaseError:
+    """Map a psycopg error to a transient or terminal isthmus error (password masked)."""
+    message = mask_secrets(_first_line(exc))
+    if isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) is None:
+        return TransientDatabaseError(f"PostgreSQL: {message}")
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+        return TransientDatabaseError(f"PostgreSQL: {message}")
+    if isinstance(exc, pgerr.DeadlockDetected | pgerr.SerializationFailure):
+        return TransientDatabaseError(f"PostgreSQL: {message}")
+    return TerminalDatabaseError(f"PostgreSQL: {message}")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+def connect(url: DatabaseURL, **kwargs: Any) -> psycopg.Connection[Any]:
+    with translated():
+        return psycopg.connect(conninfo(url), **kwargs)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,63 @@
+"""The error classes every layer raises; the CLI turns them into one line and an exit code.
+
+Exit codes (the contract): 0 done, 1 validation failed or differences remain,
+2 bad usage or config, 3 a database or runtime error.
+"""
+
+from __future__ import annotations
+
+
+class IsthmusError(Exception):
+    """Base of every error isthmus reports to a user."""
+
+    exit_code = 3
+
+
+class ConfigError(IsthmusError):
+    """The config file (or an argument standing in for it) is wrong."""
+
+    exit_code = 2
+
+
+class UsageError(IsthmusError):
+    """A command was called with arguments that cannot work."""
+
+    exit_code = 2
+
+
+class DifferencesFound(IsthmusError):
+    """Validation failed or differences remain; not a crash."""
+
+    exit_code = 1
+
+
+class DatabaseError(IsthmusError):
+    """A database refused or failed an operation."""
+
+    exit_code = 3
+
+
+class TransientDatabaseError(DatabaseError):
+    """Worth retrying after a pause: lost connection, deadlock, serialization failure, timeout."""
+
+
+class TerminalDatabaseError(DatabaseError):
+    """Retrying will not help: bad SQL, missing table, constraint violation, permission denied."""
+
+
+class RuleViolation(IsthmusError, ValueError):
+    """A control-table row breaks a validation rule of the specification."""
+
+    exit_code = 3
+
+
+class IllegalTransition(IsthmusError):
+    """A checkpoint or job was asked to move to a status its state machine forbids."""
+
+    exit_code = 3
+
+
+class MappingConflict(IsthmusError):
+    """The legacy-ID map would hold the same legacy ID or UUID twice for one entity."""
+
+    exit_code = 3
