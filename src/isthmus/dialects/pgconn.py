@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pgerr
+from psycopg import sql
 
 from isthmus import embedded
 from isthmus.errors import DatabaseError, TerminalDatabaseError, TransientDatabaseError
@@ -21,14 +22,28 @@ _TRANSIENT_SQLSTATES = {"57014"}  # query_canceled (statement timeout)
 
 
 def conninfo(url: DatabaseURL) -> str:
-    """A libpq URI for ``url``; ``embedded://`` starts the embedded server first."""
+    """A libpq URI for ``url``.
+
+    ``embedded://[/data/dir][?dbname=NAME]`` starts the embedded server first and
+    creates database NAME on it when missing (default: ``postgres``).
+    """
     if url.dialect == "embedded":
-        uri = embedded.start(url.database or None)
-        # embedded.start returns the postgres database; the URL may name another
-        return uri
+        return _embedded_conninfo(url)
     parts = urlsplit(url.raw)
-    scheme = "postgresql"
-    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def _embedded_conninfo(url: DatabaseURL) -> str:
+    admin = embedded.start(url.database or None)
+    dbname = dict(url.query).get("dbname", "postgres")
+    if dbname == "postgres":
+        return admin
+    with translated(), psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    parts = urlsplit(admin)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
 def sqlalchemy_url(url: DatabaseURL) -> str:
