@@ -10,8 +10,7 @@ import psycopg
 import sqlalchemy as sa
 
 from isthmus.config import Config
-from isthmus.dialects import open_source
-from isthmus.dialects import pgconn
+from isthmus.dialects import open_source, pgconn
 from isthmus.dialects.base import SchemaInfo, SourceDialect
 from isthmus.entities import Entity, resolve_entities
 from isthmus.errors import ConfigError
@@ -32,7 +31,9 @@ class Workspace:
 
     @cached_property
     def source(self) -> SourceDialect:
-        src = with_retries(lambda: open_source(self.config.source.database_url), what="connecting to the source")
+        src = with_retries(
+            lambda: open_source(self.config.source.database_url), what="connecting to the source"
+        )
         self._closers.append(src.close)
         return src
 
@@ -47,7 +48,9 @@ class Workspace:
     @cached_property
     def plan(self) -> Plan:
         try:
-            return build_plan(self.entities, views=self.source_schema.views, notes=self.source_schema.notes)
+            return build_plan(
+                self.entities, views=self.source_schema.views, notes=self.source_schema.notes
+            )
         except ConfigError as exc:
             raise ConfigError(f"{self.config.where}: {exc}") from None
 

@@ -1,0 +1,115 @@
+"""Thin command line: parse, call ``isthmus.commands``, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from isthmus import commands, output
+from isthmus.config import Config, load_config
+from isthmus.errors import IsthmusError
+from isthmus.urls import mask_secrets
+
+T = TypeVar("T")
+
+
+class Context:
+    def __init__(self, config_path: Path | None, as_json: bool, debug: bool) -> None:
+        self.config_path = config_path
+        self.as_json = as_json
+        self.debug = debug
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Config file (default ./isthmus.toml).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="isthmus")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, as_json: bool, debug: bool) -> None:
+    """isthmus: move a legacy integer-keyed database onto UUID-keyed PostgreSQL and keep both in step."""
+    output.configure_logging(debug)
+    ctx.obj = Context(config_path, as_json, debug)
+
+
+def run(ctx: Context, call: Callable[[], T], render: Callable[[T], None]) -> T:
+    """Call the library; print its result, or one clean error line with the contract's exit code."""
+    try:
+        result = call()
+    except IsthmusError as exc:
+        fail(ctx, str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        fail(ctx, "interrupted", 130)
+    except Exception as exc:
+        if ctx.debug:
+            raise
+        fail(ctx, f"{type(exc).__name__}: {exc}", 3)
+    if ctx.as_json:
+        output.print_json(result)
+    else:
+        render(result)
+    exit_code = getattr(result, "exit_code", 0)
+    if exit_code:
+        sys.exit(exit_code)
+    return result
+
+
+def fail(ctx: Context, message: str, code: int) -> Any:
+    message = mask_secrets(message.strip().splitlines()[0] if message.strip() else "failed")
+    if ctx.debug:
+        logging.getLogger("isthmus").exception("failed")
+    if ctx.as_json:
+        click.echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
+    click.echo(f"isthmus: error: {message}", err=True)
+    sys.exit(code)
+
+
+@main.command()
+@pass_ctx
+def init(ctx: Context) -> None:
+    """Create or upgrade the state schema in the target database."""
+    run(ctx, lambda: commands.init(ctx.config()), output.show_init)
+
+
+@main.command()
+@pass_ctx
+def plan(ctx: Context) -> None:
+    """Show entities in foreign-key order, column maps and FK translations."""
+    run(ctx, lambda: commands.plan(ctx.config()), output.show_plan)
+
+
+@main.command()
+@click.option(
+    "--scale",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Offices (1,208 rows each).",
+)
+@click.option(
+    "--workdir", default="isthmus-demo", show_default=True, type=click.Path(path_type=Path)
+)
+@pass_ctx
+def demo(ctx: Context, scale: int, workdir: Path) -> None:
+    """The whole story on the embedded default: SQLite legacy database, embedded PostgreSQL target."""
+    run(ctx, lambda: commands.demo(scale, workdir), output.show_demo)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The library face of the CLI: one public function per command, with the same name and arguments.
+
+``isthmus plan`` is ``commands.plan(config)``; ``isthmus mappings import F`` is
+``commands.mappings_import(config, F)``. Each returns a result object that the
+CLI prints as a table or, with ``--json``, as its ``to_dict()``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from isthmus import output
+from isthmus.config import Config
+from isthmus.demo_run import DemoResult, run_demo
+from isthmus.plan import Plan
+from isthmus.state.schema import InitResult, upgrade_state_schema
+from isthmus.workspace import Workspace
+
+
+def init(config: Config) -> InitResult:
+    """Create or upgrade the state schema in the target; running it again changes nothing."""
+    with Workspace(config) as ws:
+        return upgrade_state_schema(ws.engine, ws.state_schema)
+
+
+def plan(config: Config) -> Plan:
+    """Entities in foreign-key order with their column maps and FK translations."""
+    with Workspace(config) as ws:
+        return ws.plan
+
+
+def demo(scale: int = 20, workdir: str | Path = "isthmus-demo") -> DemoResult:
+    """The whole story on the embedded default (this issue: generate, init, plan)."""
+    return run_demo(scale, Path(workdir), step=output.step)

@@ -1,0 +1,127 @@
+"""How results look: rich tables on a terminal, one JSON document with --json."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from isthmus.plan import Plan
+from isthmus.state.schema import InitResult
+from isthmus.urls import mask_secrets
+
+console = Console()
+
+
+class _MaskingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = mask_secrets(record.getMessage())
+        record.args = None
+        return True
+
+
+def configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(_MaskingFilter())
+    handler.setFormatter(logging.Formatter("isthmus: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def to_jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    if hasattr(value, "model_dump"):
+        return to_jsonable(value.model_dump(mode="json"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Path):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, str):
+        return mask_secrets(value)
+    return value
+
+
+def print_json(result: Any) -> None:
+    print(json.dumps(to_jsonable(result), ensure_ascii=False, indent=2))
+
+
+def show_init(result: InitResult) -> None:
+    if result.created:
+        console.print(
+            f"created state schema [bold]{result.schema}[/] at revision {result.revision_after}"
+        )
+    elif result.upgraded:
+        console.print(
+            f"upgraded state schema [bold]{result.schema}[/] from {result.revision_before} to {result.revision_after}"
+        )
+    else:
+        console.print(
+            f"state schema [bold]{result.schema}[/] is up to date (revision {result.revision_after})"
+        )
+
+
+def show_plan(plan: Plan) -> None:
+    table = Table(title="migration plan", title_justify="left")
+    for header in ("#", "entity", "source → target", "key", "references", "second pass", "columns"):
+        table.add_column(header)
+    for p in plan.entities:
+        e = p.entity
+        refs = ", ".join(f"{c} → {parent}" for c, parent in e.references.items()) or "-"
+        renamed = [f"{s}→{t}" for s, t in e.columns.items() if s != t]
+        cols = f"{len(e.columns)}" + (f" ({', '.join(renamed)})" if renamed else "")
+        key = f"{e.key} → {e.target_key} (uuid)" if e.key else f"{', '.join(e.key_columns)} (kept)"
+        table.add_row(
+            str(p.position),
+            e.name,
+            f"{e.source_table} → {e.target_table}",
+            key,
+            refs,
+            ", ".join(p.deferred) or "-",
+            cols,
+        )
+    console.print(table)
+    for view in plan.views:
+        console.print(f"view {view}: not copied (views are not tables)")
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    for p in plan.entities:
+        for note in p.entity.notes:
+            console.print(f"note: {p.name}: {note}")
+
+
+def step(message: str) -> None:
+    """A progress line for long work, on stderr, only on a terminal."""
+    if console.is_terminal:
+        console.print(f"[dim]…[/] {message}", highlight=False)
+
+
+def show_demo(result: Any) -> None:
+    table = Table(title="legacy database (SQLite)", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in result.legacy_rows.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    show_init(result.init)
+    show_plan(result.plan)
+    console.print(
+        f"config written to {result.config_path}: try `isthmus --config {result.config_path} plan`"
+    )
