@@ -1,7 +1,7 @@
 """The five control tables of data-model.md, as SQLAlchemy Core metadata.
 
 Every attribute, enum, validation rule (as a CHECK constraint; the same rules are
-checked in Python by ``rules.py``), unique constraint and index of the
+checked in Python by ``models.py``), unique constraint and index of the
 specification, plus the relationship foreign keys (``job_id``, ``checkpoint_id``)
 and GIN indexes on the jsonb columns isthmus queries.
 
@@ -119,11 +119,15 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
             name="ck_sync_job_success_rate",
         ),
         CheckConstraint(
-            "job_type <> 'scheduled_sync' OR (schedule_config IS NOT NULL AND schedule_config <> 'null'::jsonb)",
+            "job_type <> 'scheduled_sync' OR (schedule_config IS NOT NULL"
+            " AND jsonb_typeof(schedule_config) = 'object' AND schedule_config <> '{}'::jsonb)",
             name="ck_sync_job_schedule_required",
         ),
         CheckConstraint(
-            "jsonb_typeof(entities_to_sync) = 'array' AND jsonb_array_length(entities_to_sync) > 0",
+            "CASE WHEN jsonb_typeof(entities_to_sync) = 'array'"
+            " THEN jsonb_array_length(entities_to_sync) > 0 AND NOT jsonb_path_exists("
+            """entities_to_sync, '$[*] ? (@.type() != "string" || @ like_regex "^[[:space:]]*$")')"""
+            " ELSE false END",
             name="ck_sync_job_entities_array",
         ),
         CheckConstraint("max_records_per_batch > 0", name="ck_sync_job_batch_positive"),
@@ -213,7 +217,8 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         _ts("created_at", nullable=False, default_now=True),
         _metadata_col(),
         CheckConstraint(
-            "jsonb_typeof(legacy_ids) = 'array' AND record_count = jsonb_array_length(legacy_ids)",
+            "CASE WHEN jsonb_typeof(legacy_ids) = 'array'"
+            " THEN record_count = jsonb_array_length(legacy_ids) ELSE false END",
             name="ck_differential_count_matches_ids",
         ),
         CheckConstraint(
@@ -260,7 +265,8 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
             name="ck_report_passed_no_discrepancies",
         ),
         CheckConstraint(
-            "discrepancies_found = 0 OR (discrepancy_details IS NOT NULL AND discrepancy_details <> 'null'::jsonb)",
+            "discrepancies_found = 0 OR (discrepancy_details IS NOT NULL"
+            " AND discrepancy_details NOT IN ('null'::jsonb, '{}'::jsonb, '[]'::jsonb))",
             name="ck_report_details_required",
         ),
         CheckConstraint("expires_at > generated_at", name="ck_report_expires_after_generated"),
@@ -292,7 +298,12 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         _metadata_col(),
         UniqueConstraint("entity_type", "legacy_id", name="idx_legacy_mapping_entity_legacy"),
         UniqueConstraint("entity_type", "uuid_id", name="idx_legacy_mapping_entity_uuid"),
-        CheckConstraint("migration_timestamp <= now()", name="ck_mapping_timestamp_not_future"),
+        CheckConstraint(
+            # clock_timestamp, not now(): now() is the start of the transaction, and a batch
+            # stamps its mappings later in the same transaction.
+            "migration_timestamp <= clock_timestamp()",
+            name="ck_mapping_timestamp_not_future",
+        ),
         CheckConstraint(
             "validation_status <> 'validated' OR (checksum IS NOT NULL AND checksum <> '')",
             name="ck_mapping_checksum_for_validation",
