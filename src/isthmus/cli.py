@@ -111,5 +111,20 @@ def demo(ctx: Context, scale: int, workdir: Path) -> None:
     """The whole story on the embedded default: SQLite legacy database, embedded PostgreSQL target."""
     run(ctx, lambda: commands.demo(scale, workdir), output.show_demo)
 
+@main.group()
+def checkpoints() -> None:
+    """Progress of migrations, syncs and validations."""
+
+
+@checkpoints.command("list")
+@click.option("--entity", default=None, help="Only this entity.")
+@click.option("--status", default=None, help="Only this status.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@pass_ctx
+def checkpoints_list(ctx: Context, entity: str | None, status: str | None, limit: int) -> None:
+    """The newest checkpoints."""
+    run(ctx, lambda: commands.checkpoints_list(ctx.config(), entity, status, limit), output.show_checkpoints)
+
+
 if __name__ == "__main__":
     main()

@@ -13,7 +13,9 @@ from isthmus import output
 from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
 from isthmus.plan import Plan
-from isthmus.state.schema import InitResult, upgrade_state_schema
+from isthmus.state.models import MigrationCheckpoint
+from isthmus.state.schema import InitResult, require_current, upgrade_state_schema
+from isthmus.state.store import StateStore
 from isthmus.workspace import Workspace
 
 
@@ -32,3 +34,13 @@ def plan(config: Config) -> Plan:
 def demo(scale: int = 20, workdir: str | Path = "isthmus-demo") -> DemoResult:
     """The whole story on the embedded default (this issue: generate, init, plan)."""
     return run_demo(scale, Path(workdir), step=output.step)
+
+
+def checkpoints_list(
+    config: Config, entity: str | None = None, status: str | None = None, limit: int = 100
+) -> list[MigrationCheckpoint]:
+    """Progress: the newest checkpoints, optionally of one entity or status."""
+    with Workspace(config) as ws:
+        require_current(ws.engine, ws.state_schema)
+        with ws.engine.connect() as conn:
+            return StateStore(ws.state_schema).list_checkpoints(conn, entity_type=entity, status=status, limit=limit)

@@ -125,3 +125,24 @@ def show_demo(result: Any) -> None:
     console.print(
         f"config written to {result.config_path}: try `isthmus --config {result.config_path} plan`"
     )
+
+
+def show_checkpoints(rows: list[Any]) -> None:
+    if not rows:
+        console.print("no checkpoints yet")
+        return
+    table = Table(title="checkpoints", title_justify="left")
+    for header in ("entity", "operation", "status", "processed", "total", "last id", "updated", "error"):
+        table.add_column(header)
+    for cp in rows:
+        table.add_row(
+            cp.entity_type,
+            str(cp.operation_type),
+            str(cp.status),
+            f"{cp.records_processed:,}",
+            "-" if cp.records_total is None else f"{cp.records_total:,}",
+            cp.last_processed_id or "-",
+            cp.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (cp.error_message or "")[:60],
+        )
+    console.print(table)
