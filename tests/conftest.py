@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import isthmus  # noqa: F401  (first: preloads the MySQL C extension before ssl)
 import psycopg
 import pytest
 

@@ -173,6 +173,11 @@ class SourceDialect(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def take_warnings(self) -> list[str]:
+        """Things read since the last call that a user should hear about (e.g. MySQL zero
+        dates read as NULL), one line each; calling it clears them."""
+        return []
+
     def quote(self, identifier: str) -> str:
         q = self.capabilities.identifier_quote
         return q + identifier.replace(q, q + q) + q

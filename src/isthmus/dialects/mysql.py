@@ -1,0 +1,298 @@
+"""MySQL and MariaDB as a source (driver choice and error codes: mysql_driver.py).
+
+Sessions are read-only (``SET SESSION TRANSACTION READ ONLY``) unless ``writable=True``,
+in autocommit (no snapshot outlives a statement), with ``time_zone = '+00:00'`` so that
+TIMESTAMP columns (kind ``timestamptz``) come back as naive datetimes in UTC.
+
+Values are the driver's Python values, made the same whichever driver reads them:
+- zero and impossible dates (``0000-00-00``, ``2020-02-31``) in DATE/DATETIME/TIMESTAMP
+  columns come back as None; each is counted and reported by ``take_warnings()``. The server
+  flags them in an extra mask column, because one driver hands back None and the other text;
+- BIT columns come back as ints (``bit(1)`` as 0/1), SET columns as MySQL's text
+  (``'a,c'``, members in definition order), both converted by the server;
+- tinyint(1) stays an int.
+
+Each ``stream()`` reads on a connection of its own through an unbuffered cursor: nothing else
+can use a connection while an unbuffered result is open, and a consumer that pauses between
+batches must not be cut off by ``net_write_timeout``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+from isthmus.dialects import mysql_driver, mysql_reflect
+from isthmus.dialects.base import Capabilities, Row, SchemaInfo, SourceDialect
+from isthmus.dialects.keyset import (
+    check_stream_args,
+    chunked,
+    in_list_query,
+    keyset_where,
+    select_ordered,
+)
+from isthmus.errors import DatabaseError, TransientDatabaseError
+from isthmus.urls import DatabaseURL
+
+CAPABILITIES = Capabilities(
+    name="mysql",
+    server_side_cursors=True,
+    # MySQL and MariaDB parse (a, b) > (x, y) but may not use an index range for it.
+    row_value_comparison=False,
+    in_database_checksums=True,
+    transactional_ddl=False,
+    read_only_transactions=True,
+    returning=False,
+    max_bind_parameters=65_535,
+    identifier_quote="`",
+)
+
+# Turns a fetched batch into the rows the engine gets (mask columns stripped, zero dates None).
+RowFixer = Callable[[Sequence[Row]], list[Row]]
+
+_TEMPORAL = ("date", "datetime", "timestamp")
+_MASK_WIDTH = 60  # temporal columns flagged per mask column (a BIGINT)
+# Long enough for any pause between batches of a stream (the server maximum is a year).
+_STREAM_NET_TIMEOUT = 7 * 24 * 3600
+
+
+class Source(SourceDialect):
+    capabilities = CAPABILITIES
+
+    def __init__(self, url: DatabaseURL, *, writable: bool = False) -> None:
+        super().__init__(url)
+        self.writable = writable
+        self.database = url.database or ""
+        self.driver = mysql_driver.choose(url)
+        self.zero_dates: Counter[tuple[str, str]] = Counter()
+        self._types: dict[str, dict[str, str]] = {}
+        self._conn: Any = None
+        self.connection()  # fail now, naming the URL, rather than at the first read
+
+    # -- connections and errors --------------------------------------------------------------
+
+    def _session_sql(self, *, streaming: bool) -> list[str]:
+        sql = ["SET time_zone = '+00:00'"]
+        if not self.writable:
+            sql.append("SET SESSION TRANSACTION READ ONLY")
+        if streaming:
+            sql.append(f"SET SESSION net_write_timeout = {_STREAM_NET_TIMEOUT}")
+        return sql
+
+    def connection(self) -> Any:
+        if self._conn is None:
+            self._conn = mysql_driver.connect(
+                self.driver, self.url, session_sql=self._session_sql(streaming=False)
+            )
+        return self._conn
+
+    def _failed(self, exc: BaseException, doing: str) -> DatabaseError:
+        error = mysql_driver.translate(exc, doing)
+        if isinstance(error, TransientDatabaseError):
+            self._drop()  # the next call reconnects
+        return error
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken; dropping it is all that is left to do
+                mysql_driver.abandon(conn)
+
+    def _query(
+        self, sql: str, params: Sequence[Any] = (), doing: str = "querying"
+    ) -> list[tuple[Any, ...]]:
+        try:
+            cur = self.connection().cursor()
+            try:
+                cur.execute(sql, tuple(params))
+                return list(cur.fetchall())
+            finally:
+                cur.close()
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            if not mysql_driver.is_driver_error(exc):
+                raise
+            raise self._failed(exc, doing) from exc
+
+    def close(self) -> None:
+        self._drop()
+
+    def take_warnings(self) -> list[str]:
+        lines = [
+            f"{table}.{column}: {n} zero or impossible date(s) read as NULL"
+            for (table, column), n in sorted(self.zero_dates.items())
+        ]
+        self.zero_dates.clear()
+        return lines
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def reflect(self) -> SchemaInfo:
+        self._types.clear()
+        return mysql_reflect.reflect(
+            lambda sql, params: self._query(sql, params, "reflecting the schema"), self.database
+        )
+
+    def count(self, table: str) -> int:
+        sql = f"SELECT COUNT(*) FROM {self.quote(table)}"  # noqa: S608
+        rows = self._query(sql, doing=f"counting {table!r}")
+        return int(rows[0][0])
+
+    def key_range(self, table: str, key: str) -> tuple[int | None, int | None]:
+        k = self.quote(key)
+        sql = f"SELECT MIN({k}), MAX({k}) FROM {self.quote(table)}"  # noqa: S608
+        rows = self._query(sql, doing=f"reading the range of {table!r}.{key!r}")
+        return rows[0][0], rows[0][1]
+
+    def fetch_keys(
+        self, table: str, columns: Sequence[str], key: str, ids: Sequence[Any]
+    ) -> list[Row]:
+        select, fix = self._select_list(table, columns)
+        rows: list[Row] = []
+        for part in chunked(list(ids), 10_000):
+            sql = in_list_query(
+                self.quote(table), select, self._qualified(table, key), len(part), "%s"
+            )
+            rows.extend(fix(self._query(sql, part, doing=f"reading rows of {table!r} by {key!r}")))
+        return rows
+
+    def stream(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        *,
+        after: Sequence[Any] | None = None,
+        upto: Sequence[Any] | None = None,
+        batch_size: int = 10_000,
+    ) -> Generator[list[Row], None, None]:
+        cols, keys, low, high = check_stream_args(table, columns, key, after, upto)
+        select, fix = self._select_list(table, cols)
+        quoted_keys = [self._qualified(table, k) for k in keys]
+        where, params = keyset_where(quoted_keys, low, high, row_values=False, mark="%s")
+        sql = select_ordered(self.quote(table), select, quoted_keys, where)
+        return self._read(sql, params, fix, batch_size, f"reading table {table!r}")
+
+    def _read(
+        self, sql: str, params: list[Any], fix: RowFixer, batch_size: int, doing: str
+    ) -> Generator[list[Row], None, None]:
+        conn = mysql_driver.connect(
+            self.driver, self.url, session_sql=self._session_sql(streaming=True)
+        )
+        finished = False
+        try:
+            cur = mysql_driver.unbuffered_cursor(self.driver, conn)
+            cur.execute(sql, tuple(params))
+            while True:
+                batch = cur.fetchmany(batch_size)
+                if not batch:
+                    finished = True
+                    break
+                yield fix(batch)
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            if not mysql_driver.is_driver_error(exc):
+                raise
+            raise mysql_driver.translate(exc, doing) from exc
+        finally:
+            if finished:
+                try:
+                    conn.close()
+                except Exception:
+                    mysql_driver.abandon(conn)
+            else:
+                mysql_driver.abandon(conn, self._kill_query)
+
+    def _kill_query(self, connection_id: int) -> None:
+        self._query(f"KILL QUERY {int(connection_id)}", doing="stopping an abandoned read")
+
+    # -- select lists that make both drivers return the same values ---------------------------
+
+    def _qualified(self, table: str, column: str) -> str:
+        # Qualified so that ORDER BY / WHERE never bind to a select-list expression.
+        return f"{self.quote(table)}.{self.quote(column)}"
+
+    def _column_types(self, table: str) -> dict[str, str]:
+        if table not in self._types:
+            self._types[table] = mysql_reflect.column_types(
+                lambda sql, params: self._query(sql, params, f"reading the columns of {table!r}"),
+                self.database,
+                table,
+            )
+        return self._types[table]
+
+    def _select_list(self, table: str, columns: Sequence[str]) -> tuple[list[str], RowFixer]:
+        types = self._column_types(table)
+        select: list[str] = []
+        temporal: list[int] = []
+        for i, name in enumerate(columns):
+            col = self._qualified(table, name)
+            data_type = types.get(name, "")
+            if data_type == "bit":
+                select.append(f"({col} + 0)")
+            elif data_type == "set":
+                select.append(f"CAST({col} AS CHAR)")
+            else:
+                select.append(col)
+            if data_type in _TEMPORAL:
+                temporal.append(i)
+        masks = [temporal[i : i + _MASK_WIDTH] for i in range(0, len(temporal), _MASK_WIDTH)]
+        for group in masks:
+            select.append(
+                "("
+                + " | ".join(f"({_bad_date(select[i])} << {bit})" for bit, i in enumerate(group))
+                + ")"
+            )
+        if not masks:
+            return select, _unchanged
+        return select, _ZeroDateFixer(
+            len(columns), masks, [(table, c) for c in columns], self.zero_dates
+        )
+
+
+def _bad_date(col: str) -> str:
+    """1 when a stored date cannot be a Python date: zero parts, or a day past the month's end."""
+    return (
+        f"COALESCE(YEAR({col}) = 0 OR MONTH({col}) = 0 OR DAYOFMONTH({col}) = 0"
+        f" OR DAYOFMONTH({col}) > DAYOFMONTH(LAST_DAY({col})), 0)"
+    )
+
+
+def _unchanged(batch: Sequence[Row]) -> list[Row]:
+    return batch if isinstance(batch, list) else list(batch)
+
+
+class _ZeroDateFixer:
+    """Strips the mask columns and turns flagged values into None, counting them."""
+
+    def __init__(
+        self,
+        width: int,
+        masks: list[list[int]],
+        names: list[tuple[str, str]],
+        counter: Counter[tuple[str, str]],
+    ) -> None:
+        self.width = width
+        self.masks = masks
+        self.names = names
+        self.counter = counter
+
+    def __call__(self, batch: Sequence[Row]) -> list[Row]:
+        width = self.width
+        if len(self.masks) == 1:  # the usual case, kept to one test and one slice per row
+            return [row[:width] if not row[width] else self._fix(row) for row in batch]
+        return [row[:width] if not any(row[width:]) else self._fix(row) for row in batch]
+
+    def _fix(self, row: Row) -> Row:
+        values = list(row[: self.width])
+        for mask, group in zip(row[self.width :], self.masks, strict=True):
+            for bit, i in enumerate(group):
+                if mask and mask >> bit & 1:
+                    values[i] = None
+                    self.counter[self.names[i]] += 1
+        return tuple(values)
