@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import isthmus  # noqa: F401  (first: preloads the MySQL C extension before ssl)
 import psycopg
 import pytest
 
+import isthmus  # noqa: F401
 from isthmus.urls import DatabaseURL, parse_url
 
 PG_SERVER = os.environ.get("ISTHMUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

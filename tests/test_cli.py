@@ -12,7 +12,9 @@ ISTHMUS = [sys.executable, "-m", "isthmus.cli"]
 
 
 def isthmus(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ISTHMUS, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [*ISTHMUS, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def write_config(tmp_path: Path, target: DatabaseURL, extra: str = "") -> Path:
@@ -24,7 +26,8 @@ def write_config(tmp_path: Path, target: DatabaseURL, extra: str = "") -> Path:
         )
     path = tmp_path / "isthmus.toml"
     path.write_text(
-        f'[source]\nurl = "sqlite:///{legacy}"\n[target]\nurl = "{target.raw}"\nstate_schema = "cli_state"\n' + extra,
+        f'[source]\nurl = "sqlite:///{legacy}"\n[target]\nurl = "{target.raw}"\nstate_schema = "cli_state"\n'
+        + extra,
         encoding="utf-8",
     )
     return path

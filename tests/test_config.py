@@ -107,12 +107,16 @@ def test_not_a_url(tmp_path: Path) -> None:
 
 
 def test_target_must_be_postgresql(tmp_path: Path) -> None:
-    message = error_of(tmp_path, BASE.replace("postgresql://127.0.0.1:5432/app", "mysql://root@h/app"))
+    message = error_of(
+        tmp_path, BASE.replace("postgresql://127.0.0.1:5432/app", "mysql://root@h/app")
+    )
     assert "target.url" in message
 
 
 def test_reference_to_unknown_entity(tmp_path: Path) -> None:
-    message = error_of(tmp_path, BASE + "[entities.doctors]\nreferences = { profile_id = 'profilez' }\n")
+    message = error_of(
+        tmp_path, BASE + "[entities.doctors]\nreferences = { profile_id = 'profilez' }\n"
+    )
     assert "profilez" in message
     assert "entities.doctors.references.profile_id" in message
 

@@ -77,14 +77,14 @@ def test_explicit_entities_are_exactly_those_listed() -> None:
 
 def test_reference_to_a_table_that_is_not_an_entity_is_named() -> None:
     offices, profiles = table("offices"), table("profiles", ("office_id", "offices", False))
-    with pytest.raises(ConfigError, match="office_id.*offices.*not an entity"):
+    with pytest.raises(ConfigError, match=r"office_id.*offices.*not an entity"):
         plan_of(offices, profiles, entities={"profiles": {}})
 
 
 def test_missing_table_and_column_are_named() -> None:
     with pytest.raises(ConfigError, match="source_table = 'nope'"):
         plan_of(table("offices"), entities={"offices": {"source_table": "nope"}})
-    with pytest.raises(ConfigError, match="updated_at = 'changed'.*no column"):
+    with pytest.raises(ConfigError, match=r"updated_at = 'changed'.*no column"):
         plan_of(table("offices"), entities={"offices": {"updated_at": "changed"}})
     with pytest.raises(ConfigError, match="exclude"):
         plan_of(table("offices"), entities={"offices": {"exclude": ["ghost"]}})
@@ -99,13 +99,17 @@ def test_renames_work_in_either_direction() -> None:
 
 
 def test_text_keyed_table_keeps_its_key() -> None:
-    codes = Table("codes", (Column("code", "varchar(5)", "text", nullable=False),), primary_key=("code",))
+    codes = Table(
+        "codes", (Column("code", "varchar(5)", "text", nullable=False),), primary_key=("code",)
+    )
     (entity,) = resolve_entities(config_from_dict(CONFIG), SchemaInfo(tables={"codes": codes}))
     assert not entity.uuid_keyed
     assert entity.key_columns == ("code",)
 
 
 def test_select_unknown_entity_is_a_usage_error() -> None:
-    plan = build_plan(resolve_entities(config_from_dict(CONFIG), SchemaInfo(tables={"a": table("a")})))
+    plan = build_plan(
+        resolve_entities(config_from_dict(CONFIG), SchemaInfo(tables={"a": table("a")}))
+    )
     with pytest.raises(UsageError, match="no entity named 'b'"):
         plan.select(["b"])

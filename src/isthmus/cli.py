@@ -111,6 +111,7 @@ def demo(ctx: Context, scale: int, workdir: Path) -> None:
     """The whole story on the embedded default: SQLite legacy database, embedded PostgreSQL target."""
     run(ctx, lambda: commands.demo(scale, workdir), output.show_demo)
 
+
 @main.group()
 def checkpoints() -> None:
     """Progress of migrations, syncs and validations."""
@@ -123,7 +124,42 @@ def checkpoints() -> None:
 @pass_ctx
 def checkpoints_list(ctx: Context, entity: str | None, status: str | None, limit: int) -> None:
     """The newest checkpoints."""
-    run(ctx, lambda: commands.checkpoints_list(ctx.config(), entity, status, limit), output.show_checkpoints)
+    run(
+        ctx,
+        lambda: commands.checkpoints_list(ctx.config(), entity, status, limit),
+        output.show_checkpoints,
+    )
+
+
+@main.group()
+def mappings() -> None:
+    """The legacy ID ↔ UUID map."""
+
+
+@mappings.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@pass_ctx
+def mappings_import(ctx: Context, file: Path) -> None:
+    """Import FILE (CSV entity_type,legacy_id,uuid_id); all or nothing."""
+    run(ctx, lambda: commands.mappings_import(ctx.config(), file), output.show_import)
+
+
+@mappings.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--entity", default=None, help="Only this entity.")
+@pass_ctx
+def mappings_export(ctx: Context, file: Path, entity: str | None) -> None:
+    """Export the map to FILE (CSV with a header)."""
+    run(ctx, lambda: commands.mappings_export(ctx.config(), file, entity), output.show_export)
+
+
+@mappings.command("lookup")
+@click.argument("entity")
+@click.argument("legacy_id", type=int)
+@pass_ctx
+def mappings_lookup(ctx: Context, entity: str, legacy_id: int) -> None:
+    """The UUID of ENTITY's LEGACY_ID."""
+    run(ctx, lambda: commands.mappings_lookup(ctx.config(), entity, legacy_id), output.show_mapping)
 
 
 if __name__ == "__main__":

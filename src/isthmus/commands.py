@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isthmus import output
+from isthmus import mapping, mapping_io, output
 from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
+from isthmus.errors import DifferencesFound
 from isthmus.plan import Plan
 from isthmus.state.models import MigrationCheckpoint
 from isthmus.state.schema import InitResult, require_current, upgrade_state_schema
@@ -43,4 +44,36 @@ def checkpoints_list(
     with Workspace(config) as ws:
         require_current(ws.engine, ws.state_schema)
         with ws.engine.connect() as conn:
-            return StateStore(ws.state_schema).list_checkpoints(conn, entity_type=entity, status=status, limit=limit)
+            return StateStore(ws.state_schema).list_checkpoints(
+                conn, entity_type=entity, status=status, limit=limit
+            )
+
+
+def mappings_import(config: Config, file: str | Path) -> mapping_io.ImportResult:
+    """Import a CSV of ``entity_type,legacy_id,uuid_id``: all of it or, on any bad row, none of it."""
+    with Workspace(config) as ws:
+        require_current(ws.engine, ws.state_schema)
+        with ws.connect_target() as conn:
+            return mapping_io.import_mappings(conn, ws.state_schema, file)
+
+
+def mappings_export(
+    config: Config, file: str | Path, entity: str | None = None
+) -> dict[str, object]:
+    """Write the ID map (of one entity, or all) to a CSV with a header."""
+    with Workspace(config) as ws:
+        require_current(ws.engine, ws.state_schema)
+        with ws.connect_target() as conn:
+            rows = mapping_io.export_mappings(conn, ws.state_schema, file, entity)
+    return {"path": str(file), "rows": rows, "entity": entity}
+
+
+def mappings_lookup(config: Config, entity: str, legacy_id: int) -> mapping.MappingRecord:
+    """The mapping of one legacy ID; exit 1 when there is none."""
+    with Workspace(config) as ws:
+        require_current(ws.engine, ws.state_schema)
+        with ws.connect_target() as conn:
+            record = mapping.lookup_record(conn, ws.state_schema, entity, legacy_id)
+    if record is None:
+        raise DifferencesFound(f"no mapping for {entity} legacy id {legacy_id}")
+    return record

@@ -65,7 +65,9 @@ class EntityConfig(_Strict):
     updated_at: str | None = None
     target_updated_at: str | None = None
 
-    @field_validator("source_table", "target_table", "key", "target_key", "updated_at", "target_updated_at")
+    @field_validator(
+        "source_table", "target_table", "key", "target_key", "updated_at", "target_updated_at"
+    )
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -89,7 +91,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read, expand and validate the config file (``./isthmus.toml`` when ``path`` is None)."""
     file = Path(path) if path is not None else Path(DEFAULT_CONFIG)
     if not file.is_file():
-        raise ConfigError(f"{file}: config file not found (pass --config FILE or create ./{DEFAULT_CONFIG})")
+        raise ConfigError(
+            f"{file}: config file not found (pass --config FILE or create ./{DEFAULT_CONFIG})"
+        )
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -99,7 +103,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return config_from_dict(raw, where=str(file), path=file)
 
 
-def config_from_dict(raw: dict[str, Any], *, where: str = "config", path: Path | None = None) -> Config:
+def config_from_dict(
+    raw: dict[str, Any], *, where: str = "config", path: Path | None = None
+) -> Config:
     expanded = _expand(raw, where=where, trail=())
     try:
         config = Config.model_validate({**expanded, "path": path})
@@ -127,7 +133,9 @@ def _expand_string(text: str, *, where: str, key: str) -> str:
             return os.environ[name]
         if default is not None:
             return default
-        raise ConfigError(f"{where}: {key}: environment variable {name} is not set (used as ${{{name}}})")
+        raise ConfigError(
+            f"{where}: {key}: environment variable {name} is not set (used as ${{{name}}})"
+        )
 
     return _VAR.sub(substitute, text)
 
@@ -160,10 +168,20 @@ _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 def _suggest(loc: tuple[int | str, ...]) -> str:
     import difflib
 
-    section = "entity" if len(loc) >= 3 and loc[0] == "entities" else (str(loc[0]) if len(loc) > 1 else "")
+    section = (
+        "entity"
+        if len(loc) >= 3 and loc[0] == "entities"
+        else (str(loc[0]) if len(loc) > 1 else "")
+    )
     known = _KNOWN_KEYS.get(section, ())
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})" if known else ""
+    return (
+        f" (did you mean {close[0]!r}?)"
+        if close
+        else f" (known keys: {', '.join(known)})"
+        if known
+        else ""
+    )
 
 
 def _check_urls(config: Config, where: str) -> None:
@@ -181,10 +199,14 @@ def _check_urls(config: Config, where: str) -> None:
 def _check_semantics(config: Config, where: str) -> None:
     mig = config.migration
     if mig.uuid == "uuid5" and mig.uuid_namespace is None:
-        raise ConfigError(f"{where}: migration.uuid = 'uuid5' needs migration.uuid_namespace (a UUID)")
+        raise ConfigError(
+            f"{where}: migration.uuid = 'uuid5' needs migration.uuid_namespace (a UUID)"
+        )
     for name in (config.target.state_schema, config.target.schema_):
         if not name or len(name) > _IDENTIFIER_MAX:
-            raise ConfigError(f"{where}: target schema name {name!r} must be 1 to {_IDENTIFIER_MAX} characters")
+            raise ConfigError(
+                f"{where}: target schema name {name!r} must be 1 to {_IDENTIFIER_MAX} characters"
+            )
     for entity, spec in config.entities.items():
         for column, parent in spec.references.items():
             if parent not in config.entities:
@@ -194,5 +216,6 @@ def _check_semantics(config: Config, where: str) -> None:
         overlap = set(spec.exclude) & set(spec.columns)
         if overlap:
             col = sorted(overlap)[0]
-            raise ConfigError(f"{where}: entities.{entity}: column {col!r} is both renamed and excluded")
-
+            raise ConfigError(
+                f"{where}: entities.{entity}: column {col!r} is both renamed and excluded"
+            )

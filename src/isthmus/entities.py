@@ -49,7 +49,9 @@ def resolve_entities(config: Config, schema: SchemaInfo) -> list[Entity]:
     where = config.where
     sections = dict(config.entities) or {name: EntityConfig() for name in sorted(schema.tables)}
     table_owner = {(spec.source_table or name): name for name, spec in sections.items()}
-    entities = [_resolve_one(name, spec, schema, table_owner, where) for name, spec in sections.items()]
+    entities = [
+        _resolve_one(name, spec, schema, table_owner, where) for name, spec in sections.items()
+    ]
     if not entities:
         raise ConfigError(f"{where}: the source database has no tables to migrate")
     return entities
@@ -63,11 +65,15 @@ def _resolve_one(
     table = schema.tables.get(table_name)
     if table is None:
         hint = " (it is a view: views are not copied)" if table_name in schema.views else ""
-        raise ConfigError(f"{here}.source_table = {table_name!r}: no such table in the source database{hint}")
+        raise ConfigError(
+            f"{here}.source_table = {table_name!r}: no such table in the source database{hint}"
+        )
 
     def require(column: str, key: str) -> str:
         if table.column(column) is None:
-            raise ConfigError(f"{here}.{key} = {column!r}: table {table_name} has no column {column!r}")
+            raise ConfigError(
+                f"{here}.{key} = {column!r}: table {table_name} has no column {column!r}"
+            )
         return column
 
     notes: list[str] = []
@@ -75,7 +81,9 @@ def _resolve_one(
     if spec.key:
         col = table.column(spec.key)
         if col is not None and col.kind != "integer":
-            raise ConfigError(f"{here}.key = {spec.key!r}: column is {col.type_name}, not an integer")
+            raise ConfigError(
+                f"{here}.key = {spec.key!r}: column is {col.type_name}, not an integer"
+            )
     if key is None:
         notes.append("no single integer key: keeps its key, FK columns translated")
     key_columns = (key,) if key else table.primary_key or table.column_names
@@ -103,7 +111,8 @@ def _resolve_one(
         columns=columns,
         references=references,
         updated_at=spec.updated_at,
-        target_updated_at=spec.target_updated_at or (columns.get(spec.updated_at) if spec.updated_at else None),
+        target_updated_at=spec.target_updated_at
+        or (columns.get(spec.updated_at) if spec.updated_at else None),
         notes=tuple(notes),
     )
 
@@ -121,7 +130,9 @@ def _renames(spec: EntityConfig, table: Table, here: str) -> dict[str, str]:
         elif table.column(right) is not None:
             renames[right] = left
         else:
-            raise ConfigError(f"{here}.columns.{left} = {right!r}: table {table.name} has neither column")
+            raise ConfigError(
+                f"{here}.columns.{left} = {right!r}: table {table.name} has neither column"
+            )
     return renames
 
 
@@ -129,7 +140,9 @@ def _check_unique_targets(columns: dict[str, str], here: str) -> None:
     seen: dict[str, str] = {}
     for source, target in columns.items():
         if target in seen:
-            raise ConfigError(f"{here}.columns: {seen[target]!r} and {source!r} both map to target column {target!r}")
+            raise ConfigError(
+                f"{here}.columns: {seen[target]!r} and {source!r} both map to target column {target!r}"
+            )
         seen[target] = source
 
 
@@ -145,7 +158,9 @@ def _references(
         if fk.columns[0] in spec.exclude or fk.columns[0] in spec.references:
             continue
         if len(fk.columns) != 1:
-            notes.append(f"composite foreign key ({', '.join(fk.columns)}) → {fk.ref_table} copied as is")
+            notes.append(
+                f"composite foreign key ({', '.join(fk.columns)}) → {fk.ref_table} copied as is"
+            )
             continue
         parent = table_owner.get(fk.ref_table)
         if parent is None:

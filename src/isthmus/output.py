@@ -132,7 +132,16 @@ def show_checkpoints(rows: list[Any]) -> None:
         console.print("no checkpoints yet")
         return
     table = Table(title="checkpoints", title_justify="left")
-    for header in ("entity", "operation", "status", "processed", "total", "last id", "updated", "error"):
+    for header in (
+        "entity",
+        "operation",
+        "status",
+        "processed",
+        "total",
+        "last id",
+        "updated",
+        "error",
+    ):
         table.add_column(header)
     for cp in rows:
         table.add_row(
@@ -146,3 +155,22 @@ def show_checkpoints(rows: list[Any]) -> None:
             (cp.error_message or "")[:60],
         )
     console.print(table)
+
+
+def show_import(result: Any) -> None:
+    console.print(
+        f"imported {result.path}: {result.new:,} new mappings, {result.already_present:,} already present"
+        f" ({result.lines:,} lines, {result.seconds:.1f}s, batch {result.batch})"
+    )
+
+
+def show_export(result: dict[str, Any]) -> None:
+    console.print(f"exported {result['rows']:,} mappings to {result['path']}")
+
+
+def show_mapping(record: Any) -> None:
+    console.print(f"{record.entity_type} {record.legacy_id} → [bold]{record.uuid_id}[/]")
+    console.print(
+        f"  status {record.validation_status}, batch {record.migration_batch or '-'},"
+        f" {record.source_table or '-'} → {record.target_table or '-'}, checksum {record.checksum or '-'}"
+    )

@@ -83,19 +83,27 @@ class Plan:
         }
 
 
-def build_plan(entities: list[Entity], *, views: Iterable[str] = (), notes: Iterable[str] = ()) -> Plan:
+def build_plan(
+    entities: list[Entity], *, views: Iterable[str] = (), notes: Iterable[str] = ()
+) -> Plan:
     by_name = {e.name: e for e in entities}
     for e in entities:
         for column, parent in e.references.items():
             if parent not in by_name:
-                raise ConfigError(f"entities.{e.name}.references.{column} = {parent!r}: no entity named {parent!r}")
+                raise ConfigError(
+                    f"entities.{e.name}.references.{column} = {parent!r}: no entity named {parent!r}"
+                )
     deferred = _edges_to_defer(entities)
     order = _topological(entities, deferred)
     planned = tuple(
         PlannedEntity(
             entity=by_name[name],
             position=i + 1,
-            parents=tuple(sorted({p for c, p in by_name[name].references.items() if (name, c) not in deferred})),
+            parents=tuple(
+                sorted(
+                    {p for c, p in by_name[name].references.items() if (name, c) not in deferred}
+                )
+            ),
             deferred=tuple(c for c in by_name[name].references if (name, c) in deferred),
         )
         for i, name in enumerate(order)
@@ -114,18 +122,27 @@ def _edges_to_defer(entities: list[Entity]) -> set[tuple[str, str]]:
             if in_cycle and e.nullable(column):
                 deferred.add((e.name, column))
     remaining = {
-        e.name: {p for c, p in e.references.items() if (e.name, c) not in deferred and component[p] == component[e.name]}
+        e.name: {
+            p
+            for c, p in e.references.items()
+            if (e.name, c) not in deferred and component[p] == component[e.name]
+        }
         for e in entities
     }
     cycle = _find_cycle(remaining)
     if cycle:
         path = " → ".join(cycle)
-        raise ConfigError(f"reference cycle {path} cannot be broken: every foreign-key column in it is NOT NULL")
+        raise ConfigError(
+            f"reference cycle {path} cannot be broken: every foreign-key column in it is NOT NULL"
+        )
     return deferred
 
 
 def _topological(entities: list[Entity], deferred: set[tuple[str, str]]) -> list[str]:
-    parents = {e.name: {p for c, p in e.references.items() if (e.name, c) not in deferred} for e in entities}
+    parents = {
+        e.name: {p for c, p in e.references.items() if (e.name, c) not in deferred}
+        for e in entities
+    }
     children: dict[str, set[str]] = {e.name: set() for e in entities}
     for child, ps in parents.items():
         for p in ps:
