@@ -320,6 +320,7 @@ def test_update_checksums_in_one_statement(conn: CountingConnection, schema: str
     assert len(conn.statements) == 1
     assert mapping.update_checksums(conn, schema, entity, [(1, "sum1"), (2, "new")]) == 1
     assert mapping.update_checksums(conn, schema, entity, []) == 0
+    assert mapping.update_checksums(conn, schema, entity, [(3, None), (4, None)]) == 2
     record = mapping.lookup_record(conn, schema, entity, 2)
     assert record is not None and record.checksum == "new"
     conn.rollback()
@@ -353,5 +354,7 @@ def test_int8_array_parameter_round_trips(conn: CountingConnection, values: list
 
 
 def test_int8_array_refuses_ids_outside_bigint() -> None:
-    with pytest.raises(ValueError, match=f"legacy id {2**63} does not fit in a bigint"):
+    with pytest.raises(ValueError, match=f"legacy id {2**63} is not a bigint"):
         mapping.Int8Array.of([1, 2**63])
+    with pytest.raises(ValueError, match="legacy id '7' is not a bigint"):
+        mapping.Int8Array.of([1, "7"])  # type: ignore[list-item]

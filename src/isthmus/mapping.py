@@ -4,16 +4,17 @@ Every function takes a psycopg 3 connection and never commits: the caller owns
 the transaction, so that a batch's target rows, its mappings and its checkpoint
 commit together (an autocommit connection works too; each statement then
 commits by itself). Nothing here runs one query per row: ``resolve`` sends one
-``= ANY(array)`` query per :data:`RESOLVE_CHUNK` IDs and ``assign`` one binary
-COPY plus one INSERT per call.
+``= ANY(bigint[])`` query per :data:`RESOLVE_CHUNK` IDs, ``assign`` a fixed
+handful of statements per call (resolve, stage with binary COPY, one INSERT).
 
 Existing mappings are authoritative: ``assign`` returns the UUID already mapped
 to a legacy ID and generates only for unmapped IDs. Two processes assigning the
-same IDs at once agree: ``INSERT ... ON CONFLICT DO NOTHING`` makes the later one
-wait for the earlier one's commit, then both read back the same winner.
+same IDs at once agree: the later insert waits on the unique index for the
+earlier transaction, then skips what it lost and reads back the winners.
 
 Related modules: :mod:`isthmus.uuids` (strategies), :mod:`isthmus.mapping_cache`
-(the bounded in-memory cache), :mod:`isthmus.mapping_io` (CSV import/export).
+(the bounded in-memory cache), :mod:`isthmus.mapping_io` (CSV import/export) and
+:mod:`isthmus.mapping_conflicts` (the import's checks).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "Int8Array",
     "MappingRecord",
     "UUIDGenerator",
+    "analyze",
     "assign",
     "lookup",
     "lookup_record",
@@ -102,8 +104,10 @@ class Int8Array(bytes):
                 )
             )
         except struct.error as exc:
-            bad = next(v for v in values if not -(2**63) <= v < 2**63)
-            raise ValueError(f"legacy id {bad} does not fit in a bigint") from exc
+            bad = next(
+                (v for v in values if not (isinstance(v, int) and -(2**63) <= v < 2**63)), None
+            )
+            raise ValueError(f"legacy id {bad!r} is not a bigint") from exc
 
 
 class _Int8ArrayDumper(Dumper):
@@ -293,6 +297,19 @@ def update_checksums(
             cur.execute(query, (Int8Array.of(ids[start:end]), sums[start:end], entity))
             changed += cur.rowcount
     return changed
+
+
+def analyze(conn: Connection, schema: str) -> None:
+    """Refresh the planner's statistics of the mapping table.
+
+    Worth calling after an entity's first few hundred thousand new mappings (a
+    migration outruns autovacuum): with statistics that still count the entity
+    as empty, the planner reads all of the entity's index entries for each
+    resolve instead of probing the batch's IDs (measured 50-60 ms instead of
+    15-45 ms per 10k at 200k mappings, growing with the entity).
+    """
+    with translated():
+        conn.execute(sql.SQL("ANALYZE {}").format(table(schema)))
 
 
 def lookup(conn: Connection, schema: str, entity: str, legacy_id: int) -> UUID | None:

@@ -36,14 +36,13 @@ from psycopg.pq import Format
 from psycopg.rows import tuple_row
 
 from isthmus.dialects.pgconn import connect, translated
-from isthmus.errors import MappingConflict, UsageError
-from isthmus.mapping import TABLE, Connection, table
+from isthmus.errors import UsageError
+from isthmus.mapping import Connection, table
+from isthmus.mapping_conflicts import MAX_EXAMPLES, STAGE, check_existing, report_conflicts
 from isthmus.urls import DatabaseURL, parse_url
 from isthmus.uuids import uuid7_batch_prefix
 
 HEADER = ("entity_type", "legacy_id", "uuid_id")
-MAX_EXAMPLES = 5
-_STAGE = "isthmus_import_stage"
 _INT8_MIN, _INT8_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -108,7 +107,7 @@ def _import(
 ) -> ImportResult:
     started = time.perf_counter()
     batch = f"import:{path.name}:{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-    stage = sql.Identifier(_STAGE)
+    stage = sql.Identifier(STAGE)
     with translated(), conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute("SET LOCAL work_mem = '256MB'")  # the checks hash the whole file
         cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
@@ -126,13 +125,13 @@ def _import(
             return ImportResult(str(path), 0, 0, 0, 0, batch, time.perf_counter() - started)
         # Writers wait until the import commits; other imports too.
         cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table(schema)))
-        already = _check_existing(cur, schema, path, entities)
+        already = check_existing(cur, schema, path, entities)
         new: int | None = 0
         if already < lines:
             skip = already > 0
             new = _insert(cur, schema, batch, entity_tables, skip_present=skip, dedupe=False)
             if new is None:  # the file repeats itself: find out how
-                _report_conflicts(cur, schema, path, against_table=False)
+                report_conflicts(cur, schema, path, against_table=False)
                 new = _insert(cur, schema, batch, entity_tables, skip_present=skip, dedupe=True)
         assert new is not None
     return ImportResult(
@@ -233,121 +232,6 @@ def _parse_uuid(text: str) -> bytes | None:
         return None
 
 
-def _check_existing(cur: psycopg.Cursor[Any], schema: str, path: Path, entities: set[str]) -> int:
-    """Lines already mapped identically; raises MappingConflict on any contradiction."""
-    exists = cur.execute(
-        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE entity_type = ANY(%s))").format(
-            table(schema)
-        ),
-        (sorted(entities),),
-    ).fetchone()
-    if not exists or not exists[0]:
-        return 0
-    row = cur.execute(
-        sql.SQL(
-            "SELECT count(*) FILTER (WHERE m.uuid_id = s.uuid_id),"
-            " count(*) FILTER (WHERE m.uuid_id <> s.uuid_id)"
-            " FROM {stage} s JOIN {table} m"
-            " ON m.entity_type = s.entity_type AND m.legacy_id = s.legacy_id"
-        ).format(stage=sql.Identifier(_STAGE), table=table(schema))
-    ).fetchone()
-    already, contradicting = (int(row[0]), int(row[1])) if row else (0, 0)
-    uuid_taken = cur.execute(
-        sql.SQL(
-            "SELECT count(*) FROM {stage} s JOIN {table} m"
-            " ON m.entity_type = s.entity_type AND m.uuid_id = s.uuid_id"
-            " WHERE m.legacy_id <> s.legacy_id"
-        ).format(stage=sql.Identifier(_STAGE), table=table(schema))
-    ).fetchone()
-    if contradicting or (uuid_taken and uuid_taken[0]):
-        _report_conflicts(cur, schema, path)
-    return already
-
-
-_FILE_LEGACY = """
-    SELECT min(line), entity_type, legacy_id, array_agg(uuid_id::text ORDER BY line),
-           array_agg(line ORDER BY line), count(*) OVER ()
-    FROM {stage} GROUP BY entity_type, legacy_id HAVING count(DISTINCT uuid_id) > 1
-    ORDER BY 1 LIMIT %(limit)s"""
-_FILE_UUID = """
-    SELECT min(line), entity_type, uuid_id, array_agg(legacy_id ORDER BY line),
-           array_agg(line ORDER BY line), count(*) OVER ()
-    FROM {stage} GROUP BY entity_type, uuid_id HAVING count(DISTINCT legacy_id) > 1
-    ORDER BY 1 LIMIT %(limit)s"""
-_TABLE_LEGACY = """
-    SELECT s.line, s.entity_type, s.legacy_id, s.uuid_id, m.uuid_id, count(*) OVER ()
-    FROM {stage} s JOIN {table} m ON m.entity_type = s.entity_type AND m.legacy_id = s.legacy_id
-    WHERE m.uuid_id <> s.uuid_id ORDER BY s.line LIMIT %(limit)s"""
-_TABLE_UUID = """
-    SELECT s.line, s.entity_type, s.legacy_id, s.uuid_id, m.legacy_id, count(*) OVER ()
-    FROM {stage} s JOIN {table} m ON m.entity_type = s.entity_type AND m.uuid_id = s.uuid_id
-    WHERE m.legacy_id <> s.legacy_id ORDER BY s.line LIMIT %(limit)s"""
-
-
-def _report_conflicts(
-    cur: psycopg.Cursor[Any], schema: str, path: Path, *, against_table: bool = True
-) -> None:
-    """Gather every kind of contradiction (examples and counts); raise if there is any."""
-    examples: list[tuple[int, str]] = []
-    counts: list[str] = []
-    fmt = {"stage": sql.Identifier(_STAGE), "table": table(schema)}
-    params = {"limit": MAX_EXAMPLES}
-
-    def run(query: str) -> list[tuple[Any, ...]]:
-        return cur.execute(sql.SQL(query).format(**fmt), params).fetchall()
-
-    rows = run(_FILE_LEGACY)
-    for _, entity, legacy_id, uuids, lines, _total in rows:
-        examples.append(
-            (
-                lines[1],
-                f"line {lines[1]}: {entity} legacy_id {legacy_id} → {uuids[1]}, "
-                f"but line {lines[0]} maps it to {uuids[0]}",
-            )
-        )
-    if rows:
-        counts.append(f"{rows[0][-1]} legacy_id(s) with two UUIDs in the file")
-    rows = run(_FILE_UUID)
-    for _, entity, uuid, legacy_ids, lines, _total in rows:
-        examples.append(
-            (
-                lines[1],
-                f"line {lines[1]}: {entity} uuid_id {uuid} for legacy_id {legacy_ids[1]}, "
-                f"but line {lines[0]} gives it to legacy_id {legacy_ids[0]}",
-            )
-        )
-    if rows:
-        counts.append(f"{rows[0][-1]} uuid_id(s) with two legacy_ids in the file")
-    if against_table:
-        rows = run(_TABLE_LEGACY)
-        for line, entity, legacy_id, uuid, mapped, _total in rows:
-            examples.append(
-                (
-                    line,
-                    f"line {line}: {entity} legacy_id {legacy_id} is already mapped to "
-                    f"{mapped}, not {uuid}",
-                )
-            )
-        if rows:
-            counts.append(f"{rows[0][-1]} line(s) contradicting a mapped legacy_id")
-        rows = run(_TABLE_UUID)
-        for line, entity, legacy_id, uuid, mapped, _total in rows:
-            examples.append(
-                (
-                    line,
-                    f"line {line}: {entity} uuid_id {uuid} is already mapped to legacy_id "
-                    f"{mapped}, not {legacy_id}",
-                )
-            )
-        if rows:
-            counts.append(f"{rows[0][-1]} line(s) reusing a mapped uuid_id")
-    if examples:
-        shown = "; ".join(text for _, text in sorted(examples)[:MAX_EXAMPLES])
-        raise MappingConflict(
-            f"{path}: nothing imported, {', '.join(counts)} (table {schema}.{TABLE}): {shown}"
-        )
-
-
 def _insert(
     cur: psycopg.Cursor[Any],
     schema: str,
@@ -367,7 +251,7 @@ def _insert(
     """
     tables = dict(entity_tables or {})
     names = sorted(tables)
-    stage = sql.Identifier(_STAGE)
+    stage = sql.Identifier(STAGE)
     rows = (
         sql.SQL(
             "(SELECT DISTINCT ON (entity_type, legacy_id) * FROM {} ORDER BY entity_type, legacy_id)"
