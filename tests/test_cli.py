@@ -73,3 +73,44 @@ def test_unreachable_target_exits_3_and_masks_password(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "hunter2" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_mappings_import_lookup_export_through_the_cli(
+    tmp_path: Path, fresh_pg_url: DatabaseURL
+) -> None:
+    write_config(tmp_path, fresh_pg_url)
+    assert isthmus("init", cwd=tmp_path).returncode == 0
+    good = tmp_path / "map.csv"
+    good.write_text(
+        "entity_type,legacy_id,uuid_id\n"
+        "offices,7,0190c6a0-0000-7000-8000-000000000001\n"
+        "doctors,9,0190c6a0-0000-7000-8000-000000000002\n",
+        encoding="utf-8",
+    )
+    imported = isthmus("--json", "mappings", "import", str(good), cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["new"] == 2
+
+    found = isthmus("--json", "mappings", "lookup", "doctors", "9", cwd=tmp_path)
+    assert json.loads(found.stdout)["uuid_id"] == "0190c6a0-0000-7000-8000-000000000002"
+    missing = isthmus("mappings", "lookup", "doctors", "10", cwd=tmp_path)
+    assert missing.returncode == 1 and "doctors" in missing.stderr
+
+    conflicting = tmp_path / "bad.csv"
+    conflicting.write_text(
+        "offices,7,0190c6a0-0000-7000-8000-000000000009\noffices,8,0190c6a0-0000-7000-8000-00000000000a\n",
+        encoding="utf-8",
+    )
+    refused = isthmus("mappings", "import", str(conflicting), cwd=tmp_path)
+    assert refused.returncode != 0
+    assert "line 1" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert (
+        isthmus("mappings", "lookup", "offices", "8", cwd=tmp_path).returncode == 1
+    )  # nothing half-imported
+
+    out = tmp_path / "out.csv"
+    assert isthmus("mappings", "export", str(out), cwd=tmp_path).returncode == 0
+    exported = out.read_text(encoding="utf-8").splitlines()
+    original = good.read_text(encoding="utf-8").splitlines()
+    assert exported[0] == original[0]
+    assert sorted(exported[1:]) == sorted(original[1:])
