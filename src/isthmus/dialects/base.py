@@ -141,12 +141,25 @@ class SourceDialect(abc.ABC):
         """Tables, columns, keys, foreign keys and views of the source."""
 
     @abc.abstractmethod
+    def _query(self, sql: str, params: Sequence[Any] = (), doing: str = "querying") -> list[Row]:
+        """Run one statement and fetch all its rows, driver errors translated."""
+
+    def relation(self, table: str) -> str:
+        """How ``table`` is named in a FROM clause (quoted; schema-qualified where needed)."""
+        return self.quote(table)
+
     def count(self, table: str) -> int:
         """Exact number of rows in ``table``."""
+        sql = f"SELECT count(*) FROM {self.relation(table)}"  # noqa: S608
+        rows = self._query(sql, doing=f"counting {table!r}")
+        return int(rows[0][0])
 
-    @abc.abstractmethod
     def key_range(self, table: str, key: str) -> tuple[int | None, int | None]:
         """(min, max) of an integer key column; (None, None) for an empty table."""
+        k = self.quote(key)
+        sql = f"SELECT min({k}), max({k}) FROM {self.relation(table)}"  # noqa: S608
+        rows = self._query(sql, doing=f"reading the range of {table!r}.{key!r}")
+        return rows[0][0], rows[0][1]
 
     @abc.abstractmethod
     def stream(

@@ -137,17 +137,6 @@ class Source(SourceDialect):
             lambda sql, params: self._query(sql, params, "reflecting the schema"), self.database
         )
 
-    def count(self, table: str) -> int:
-        sql = f"SELECT COUNT(*) FROM {self.quote(table)}"  # noqa: S608
-        rows = self._query(sql, doing=f"counting {table!r}")
-        return int(rows[0][0])
-
-    def key_range(self, table: str, key: str) -> tuple[int | None, int | None]:
-        k = self.quote(key)
-        sql = f"SELECT MIN({k}), MAX({k}) FROM {self.quote(table)}"  # noqa: S608
-        rows = self._query(sql, doing=f"reading the range of {table!r}.{key!r}")
-        return rows[0][0], rows[0][1]
-
     def fetch_keys(
         self, table: str, columns: Sequence[str], key: str, ids: Sequence[Any]
     ) -> list[Row]:

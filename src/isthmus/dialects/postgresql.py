@@ -148,7 +148,7 @@ class Source(SourceDialect):
 
     # -- names -------------------------------------------------------------------------------
 
-    def _relation(self, table: str) -> str:
+    def relation(self, table: str) -> str:
         """``ONLY "schema"."table"`` for plain tables, without ONLY for partitioned ones."""
         if self._relkinds is None or table not in self._relkinds:
             query = lambda sql, params: self._query(sql, params, "listing tables")  # noqa: E731
@@ -181,23 +181,12 @@ class Source(SourceDialect):
         finally:
             engine.dispose()
 
-    def count(self, table: str) -> int:
-        sql = f"SELECT count(*) FROM {self._relation(table)}"  # noqa: S608
-        rows = self._query(sql, doing=f"counting {table!r}")
-        return int(rows[0][0])
-
-    def key_range(self, table: str, key: str) -> tuple[int | None, int | None]:
-        k = self.quote(key)
-        sql = f"SELECT min({k}), max({k}) FROM {self._relation(table)}"  # noqa: S608
-        rows = self._query(sql, doing=f"reading the range of {table!r}.{key!r}")
-        return rows[0][0], rows[0][1]
-
     def fetch_keys(
         self, table: str, columns: Sequence[str], key: str, ids: Sequence[Any]
     ) -> list[Row]:
         cols = ", ".join(self.quote(c) for c in columns)
         k = self.quote(key)
-        relation = self._relation(table)
+        relation = self.relation(table)
         sql = f"SELECT {cols} FROM {relation} WHERE {k} = ANY(%s) ORDER BY {k}"  # noqa: S608
         return self._query(sql, (list(ids),), doing=f"reading rows of {table!r} by {key!r}")
 
@@ -215,7 +204,7 @@ class Source(SourceDialect):
         quoted_keys = [self.quote(k) for k in keys]
         where, params = keyset_where(quoted_keys, low, high, row_values=True, mark="%s")
         sql = select_ordered(
-            self._relation(table), [self.quote(c) for c in cols], quoted_keys, where
+            self.relation(table), [self.quote(c) for c in cols], quoted_keys, where
         )
         return self._read(sql, params, batch_size, f"reading table {table!r}")
 

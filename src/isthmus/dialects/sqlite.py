@@ -128,17 +128,6 @@ class Source(SourceDialect):
 
     # -- reading -----------------------------------------------------------------------------
 
-    def count(self, table: str) -> int:
-        sql = f"SELECT count(*) FROM {self.quote(table)}"  # noqa: S608
-        rows = self._query(sql, doing=f"counting {table!r}")
-        return int(rows[0][0])
-
-    def key_range(self, table: str, key: str) -> tuple[int | None, int | None]:
-        k = self.quote(key)
-        sql = f"SELECT min({k}), max({k}) FROM {self.quote(table)}"  # noqa: S608
-        rows = self._query(sql, doing=f"reading the range of {table!r}.{key!r}")
-        return rows[0][0], rows[0][1]
-
     def stream(
         self,
         table: str,
