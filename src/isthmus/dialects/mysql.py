@@ -162,7 +162,9 @@ class Source(SourceDialect):
         cols, keys, low, high = check_stream_args(table, columns, key, after, upto)
         select, fix = self._select_list(table, cols)
         quoted_keys = [self._qualified(table, k) for k in keys]
-        where, params = keyset_where(quoted_keys, low, high, row_values=False, mark="%s")
+        where, params = keyset_where(
+            quoted_keys, low, high, row_values=self.capabilities.row_value_comparison, mark="%s"
+        )
         sql = select_ordered(self.quote(table), select, quoted_keys, where)
         return self._read(sql, params, fix, batch_size, f"reading table {table!r}")
 

@@ -202,7 +202,9 @@ class Source(SourceDialect):
     ) -> Generator[list[Row], None, None]:
         cols, keys, low, high = check_stream_args(table, columns, key, after, upto)
         quoted_keys = [self.quote(k) for k in keys]
-        where, params = keyset_where(quoted_keys, low, high, row_values=True, mark="%s")
+        where, params = keyset_where(
+            quoted_keys, low, high, row_values=self.capabilities.row_value_comparison, mark="%s"
+        )
         sql = select_ordered(
             self.relation(table), [self.quote(c) for c in cols], quoted_keys, where
         )
