@@ -29,6 +29,8 @@ CONTROL_TABLES = (
     "data_differentials",
     "migration_validation_reports",
     "legacy_id_mappings",
+    "quarantined_rows",
+    "pending_ddl",
 )
 # First key of the two-key advisory lock; the second is the hash of the schema name.
 _LOCK_CLASS = 0x15_7A_05

@@ -5,6 +5,9 @@ checked in Python by ``models.py``), unique constraint and index of the
 specification, plus the relationship foreign keys (``job_id``, ``checkpoint_id``)
 and GIN indexes on the jsonb columns isthmus queries.
 
+Beyond the specification: ``quarantined_rows`` (bad rows that migrate isolated, with their
+key and reason) and ``pending_ddl`` (indexes and constraints deferred until after a bulk load).
+
 The two mapping indexes the specification lists are the indexes of its two
 unique constraints (same names, same columns): one index each, not two, on the
 table that takes the most writes.
@@ -20,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -307,6 +311,55 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         CheckConstraint(
             "validation_status <> 'validated' OR (checksum IS NOT NULL AND checksum <> '')",
             name="ck_mapping_checksum_for_validation",
+        ),
+    )
+
+    Table(
+        "quarantined_rows",
+        md,
+        _uuid_pk(),
+        Column("entity_type", Text, nullable=False),
+        Column("source_table", Text, nullable=False),
+        Column("legacy_key", Text, nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("column_name", Text, nullable=True),
+        Column("reason", Text, nullable=False),
+        Column("row_data", JSONB, nullable=True),
+        Column(
+            "checkpoint_id",
+            UUID(as_uuid=True),
+            ForeignKey(f"{schema}.migration_checkpoints.id", ondelete="SET NULL"),
+            nullable=True,
+        ),
+        Column("attempts", Integer, nullable=False, server_default="1"),
+        Column("resolved", Boolean, nullable=False, server_default=text("false")),
+        _ts("resolved_at"),
+        _ts("created_at", nullable=False, default_now=True),
+        _ts("updated_at", nullable=False, default_now=True),
+        UniqueConstraint("entity_type", "legacy_key", name="uq_quarantine_entity_key"),
+        CheckConstraint("kind IN ('orphan', 'rejected', 'unreadable')", name="ck_quarantine_kind"),
+        CheckConstraint("reason <> ''", name="ck_quarantine_reason_required"),
+        CheckConstraint(
+            "NOT resolved OR resolved_at IS NOT NULL", name="ck_quarantine_resolved_at"
+        ),
+        Index("idx_quarantine_open", "resolved", "entity_type"),
+    )
+
+    Table(
+        "pending_ddl",
+        md,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("target_table", Text, nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("name", Text, nullable=False),
+        Column("statement", Text, nullable=False),
+        Column("depends_on", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+        _ts("created_at", nullable=False, default_now=True),
+        _ts("applied_at"),
+        Column("error", Text, nullable=True),
+        UniqueConstraint("name", name="uq_pending_ddl_name"),
+        CheckConstraint(
+            "kind IN ('primary_key', 'unique', 'index', 'foreign_key')", name="ck_pending_ddl_kind"
         ),
     )
     return md
