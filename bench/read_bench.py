@@ -1,12 +1,13 @@
 """Read throughput of each source dialect: rows/s of ``Source.stream`` over a typical table.
 
-    .venv/bin/python bench/read_bench.py [--rows N] [--batch-size B] [--only sqlite,mysql,postgresql]
+    .venv/bin/python bench/read_bench.py [--rows N] [--batch-size B] [--only sqlite,mysql,postgresql] [--text]
 
 Creates a table of N rows (default 1,000,000) with the usual legacy columns (integers, varchar,
 decimal, datetime with microseconds, text, nullable columns) in SQLite (a temporary file),
 MariaDB/MySQL (``ISTHMUS_BENCH_MYSQL``, default root@127.0.0.1:3306) and PostgreSQL
 (``ISTHMUS_BENCH_PG``, default postgres@127.0.0.1:5432), each in a database of its own that is
-dropped afterwards, then times one full ``stream()`` over it.
+dropped afterwards, then times one full ``stream()`` over it; with ``--text``, also one full
+``stream_text()`` (rows as COPY text fields), on the line below.
 """
 
 from __future__ import annotations
@@ -198,24 +199,32 @@ def load_sqlite(path: Path, rows: int) -> None:
     conn.close()
 
 
-def time_stream(url: DatabaseURL, batch_size: int) -> tuple[int, float]:
-    """Rows read and seconds taken by one full ``stream()`` (best of the runs is the caller's)."""
+def time_stream(url: DatabaseURL, batch_size: int, *, text: bool = False) -> tuple[int, float]:
+    """Rows read and seconds taken by one full ``stream()`` (``text``: ``stream_text()``)."""
     with open_source(url) as source:
+        read = source.stream_text if text else source.stream
         started = time.perf_counter()
         seen = 0
-        for batch in source.stream(TABLE, COLUMNS, ("id",), batch_size=batch_size):
+        for batch in read(TABLE, COLUMNS, ("id",), batch_size=batch_size):
             seen += len(batch)
         return seen, time.perf_counter() - started
 
 
-def measure(name: str, url: DatabaseURL, rows: int, batch_size: int, runs: int) -> None:
-    best = float("inf")
-    for _ in range(runs):
-        seen, seconds = time_stream(url, batch_size)
-        if seen != rows:
-            raise SystemExit(f"{name}: streamed {seen} rows, expected {rows}")
-        best = min(best, seconds)
-    print(f"{name:<17} {rows:>10,} rows  {best:7.2f} s  {rows / best:>12,.0f} rows/s", flush=True)
+def measure(
+    name: str, url: DatabaseURL, rows: int, batch_size: int, runs: int, *, text: bool = False
+) -> None:
+    for how in ("stream", "stream_text") if text else ("stream",):
+        best = float("inf")
+        for _ in range(runs):
+            seen, seconds = time_stream(url, batch_size, text=how == "stream_text")
+            if seen != rows:
+                raise SystemExit(f"{name}: {how} read {seen} rows, expected {rows}")
+            best = min(best, seconds)
+        label = f"{name} {how}" if text else name
+        print(
+            f"{label:<29} {rows:>10,} rows  {best:7.2f} s  {rows / best:>12,.0f} rows/s",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -224,6 +233,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=2, help="timed reads per database (best kept)")
     parser.add_argument("--only", default="sqlite,mysql,postgresql")
+    parser.add_argument("--text", action="store_true", help="also time stream_text()")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
 
@@ -231,26 +241,41 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bench.db"
             load_sqlite(path, args.rows)
-            measure("sqlite", parse_url(f"sqlite:///{path}"), args.rows, args.batch_size, args.runs)
+            measure(
+                "sqlite",
+                parse_url(f"sqlite:///{path}"),
+                args.rows,
+                args.batch_size,
+                args.runs,
+                text=args.text,
+            )
 
     def bench_mysql() -> None:
         with MysqlScratch("isthmus_read_bench") as url:
             load_mysql(url, args.rows)
             for driver in ("connector", "pymysql") if C_EXTENSION else ("pymysql",):
                 with_driver = parse_url(f"{url.raw}?driver={driver}")
-                measure(f"mysql/{driver}", with_driver, args.rows, args.batch_size, args.runs)
+                measure(
+                    f"mysql/{driver}",
+                    with_driver,
+                    args.rows,
+                    args.batch_size,
+                    args.runs,
+                    text=args.text,
+                )
 
     def bench_pg() -> None:
         with PgScratch("isthmus_read_bench") as url:
             load_pg(url, args.rows)
-            measure("postgresql", url, args.rows, args.batch_size, args.runs)
+            measure("postgresql", url, args.rows, args.batch_size, args.runs, text=args.text)
 
     loaders: dict[str, Callable[[], None]] = {
         "sqlite": bench_sqlite,
         "mysql": bench_mysql,
         "postgresql": bench_pg,
     }
-    print(f"Source.stream, batch size {args.batch_size:,}, best of {args.runs}")
+    reads = "Source.stream and Source.stream_text" if args.text else "Source.stream"
+    print(f"{reads}, batch size {args.batch_size:,}, best of {args.runs}")
     for name, run in loaders.items():
         if name in wanted:
             run()

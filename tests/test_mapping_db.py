@@ -209,6 +209,9 @@ class _Fixed:
     def __call__(self, entity: str, legacy_ids: Sequence[int]) -> list[UUID]:
         return self.values[: len(legacy_ids)]
 
+    def ints(self, entity: str, legacy_ids: Sequence[int]) -> list[int]:
+        return [u.int for u in self(entity, legacy_ids)]
+
 
 def test_assign_refuses_a_uuid_already_used_by_another_legacy_id(
     conn: CountingConnection, schema: str

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from isthmus import commands, output
+from isthmus import commands, output, progress
 from isthmus.config import Config, load_config
 from isthmus.errors import IsthmusError
 from isthmus.urls import mask_secrets
@@ -93,6 +93,55 @@ def init(ctx: Context) -> None:
 def plan(ctx: Context) -> None:
     """Show entities in foreign-key order, column maps and FK translations."""
     run(ctx, lambda: commands.plan(ctx.config()), output.show_plan)
+
+
+@main.command()
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Create the missing target tables; keys, indexes and FKs wait for the load.",
+)
+@pass_ctx
+def schema(ctx: Context, apply: bool) -> None:
+    """Derive the target DDL from the source (integer keys → UUID); print it or apply it."""
+    run(ctx, lambda: commands.schema(ctx.config(), apply), output.show_schema)
+
+
+@main.command()
+@click.option("--entity", "entities", multiple=True, help="Only this entity (repeatable).")
+@click.option("--batch-size", type=click.IntRange(min=1, max=1_000_000), default=None, help="Rows per batch (default: migration.batch_size).")
+@pass_ctx
+def migrate(ctx: Context, entities: tuple[str, ...], batch_size: int | None) -> None:
+    """Differential migration into the target; resumes from checkpoints by itself."""
+
+    def call() -> Any:
+        config = ctx.config()
+        if not progress.wanted(ctx.as_json):
+            return commands.migrate(config, list(entities), batch_size)
+        with progress.RowProgress() as bars:
+            return commands.migrate(config, list(entities), batch_size, bars)
+
+    with progress.sigterm_as_interrupt():
+        run(ctx, call, output.show_migration)
+
+
+@main.group()
+def quarantine() -> None:
+    """Source rows the migration isolated: refused by the target, or orphans."""
+
+
+@quarantine.command("list")
+@click.option("--entity", default=None, help="Only this entity.")
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved entries.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1))
+@pass_ctx
+def quarantine_list(ctx: Context, entity: str | None, include_resolved: bool, limit: int) -> None:
+    """The quarantined rows with their legacy key and reason."""
+    run(
+        ctx,
+        lambda: commands.quarantine_list(ctx.config(), entity, include_resolved, limit),
+        output.show_quarantine,
+    )
 
 
 @main.command()

@@ -7,16 +7,19 @@ CLI prints as a table or, with ``--json``, as its ``to_dict()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from isthmus import mapping, mapping_io, output
+from isthmus import mapping, mapping_io, output, quarantine
 from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
 from isthmus.errors import DifferencesFound
+from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
 from isthmus.state.models import MigrationCheckpoint
 from isthmus.state.schema import InitResult, require_current, upgrade_state_schema
 from isthmus.state.store import StateStore
+from isthmus.target_ddl import SchemaResult, apply_target_ddl, derive_target_ddl
 from isthmus.workspace import Workspace
 
 
@@ -30,6 +33,44 @@ def plan(config: Config) -> Plan:
     """Entities in foreign-key order with their column maps and FK translations."""
     with Workspace(config) as ws:
         return ws.plan
+
+
+def schema(config: Config, apply: bool = False) -> SchemaResult:
+    """The target DDL derived from the source; with ``apply``, create the target tables that
+    do not exist yet and park their keys, indexes and FKs in pending_ddl for after the load."""
+    with Workspace(config) as ws:
+        target_schema = config.target.schema_
+        ddl = derive_target_ddl(ws.plan, target_schema, source_dialect=ws.source.capabilities.name)
+        if not apply:
+            return SchemaResult(ddl)
+        require_current(ws.engine, ws.state_schema)
+        with ws.connect_target() as conn:
+            applied = apply_target_ddl(conn, ddl, ws.state_schema, target_schema)
+            conn.commit()
+        return SchemaResult(ddl, applied)
+
+
+def migrate(
+    config: Config,
+    entities: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> MigrationResult:
+    """Differential migration of the entities (all when none given), resuming by itself."""
+    with Workspace(config) as ws:
+        return run_migration(ws, entities, batch_size, progress)
+
+
+def quarantine_list(
+    config: Config, entity: str | None = None, include_resolved: bool = False, limit: int = 1000
+) -> list[quarantine.QuarantineEntry]:
+    """Rows the migration isolated (refused by the target, or orphans), with key and reason."""
+    with Workspace(config) as ws:
+        require_current(ws.engine, ws.state_schema)
+        with ws.connect_target() as conn:
+            return quarantine.list_entries(
+                conn, ws.state_schema, entity=entity, include_resolved=include_resolved, limit=limit
+            )
 
 
 def demo(scale: int = 20, workdir: str | Path = "isthmus-demo") -> DemoResult:

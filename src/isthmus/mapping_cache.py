@@ -31,12 +31,13 @@ from uuid import UUID
 import psycopg
 
 from isthmus import mapping
-from isthmus.uuids import uuids_from_ints
+from isthmus.uuids import uuid_from_int, uuids_from_ints
 
 DEFAULT_MAX_ENTRIES = 2_000_000
 DEFAULT_MERGE_EVERY = 16_384
 _LOW64 = (1 << 64) - 1
 _get_int = operator.attrgetter("int")
+_HEX = b"%032x"
 
 
 class _Segment:
@@ -217,6 +218,56 @@ class MappingCache:
                 self.put_many(entity, fetched)
                 found.update(fetched)
         return found
+
+    def resolve_hex(
+        self, conn: psycopg.Connection[Any], schema: str, entity: str, legacy_ids: Iterable[int]
+    ) -> dict[int, bytes]:
+        """Like :meth:`resolve_many`, with each UUID as 32 lower-case hex digits (bytes):
+        what a COPY line needs, without making a UUID object per ID on the hot path."""
+        ids = dict.fromkeys(legacy_ids)
+        seg = self._segments.get(entity)
+        found: dict[int, bytes] = {}
+        missing: list[int] = list(ids)
+        if seg is not None:
+            self._segments.move_to_end(entity)
+            hit_ids, ints, missing = seg.lookup(ids)
+            found = dict(zip(hit_ids, map(_HEX.__mod__, ints), strict=True))
+            if missing and seg.pending:
+                still = []
+                for i in missing:
+                    u = seg.pending.get(i)
+                    if u is None:
+                        still.append(i)
+                    else:
+                        found[i] = _HEX % u.int
+                missing = still
+        if missing:
+            fetched = mapping.resolve(conn, schema, entity, missing)
+            if fetched:
+                self.put_many(entity, fetched)
+                found.update((k, _HEX % u.int) for k, u in fetched.items())
+        return found
+
+    def put_ints(self, entity: str, mappings: Mapping[int, int]) -> None:
+        """Cache mappings given as 128-bit integers (see :meth:`put_many`)."""
+        if not mappings:
+            return
+        seg = self._segments.get(entity)
+        ids = sorted(mappings)
+        if seg is not None and not seg.pending and seg.keys and ids[0] > seg.keys[-1]:
+            before = len(seg)
+            self._segments.move_to_end(entity)
+            seg.append_sorted(ids, [mappings[i] for i in ids])
+            self._size += len(seg) - before
+            self._enforce_bound(entity)
+            return
+        if seg is None:
+            seg = self._segments[entity] = _Segment()
+            seg.append_sorted(ids, [mappings[i] for i in ids])
+            self._size += len(ids)
+            self._enforce_bound(entity)
+            return
+        self.put_many(entity, {i: uuid_from_int(mappings[i]) for i in ids})
 
     def evict(self, entity: str) -> None:
         """Forget one entity's mappings (after a rollback, or to free memory)."""

@@ -107,6 +107,92 @@ def show_plan(plan: Plan) -> None:
             console.print(f"note: {p.name}: {note}")
 
 
+def show_schema(result: Any) -> None:
+    """Without --apply the SQL itself (plain, so it can be piped to a file); with it, a summary."""
+    applied = result.applied
+    if applied is None:
+        print(result.ddl.script(), end="")
+        return
+    where = applied.target_schema
+    if applied.created:
+        console.print(
+            f"created {len(applied.created)} tables in {where}: {', '.join(applied.created)}",
+            markup=False,
+        )
+    if applied.skipped:
+        console.print(
+            f"skipped {len(applied.skipped)} tables that already exist (not altered):"
+            f" {', '.join(applied.skipped)}",
+            markup=False,
+        )
+    console.print(
+        f"{len(applied.pending)} keys, indexes and foreign keys wait in pending_ddl until their tables are loaded",
+        markup=False,
+    )
+    for name in applied.clashing:
+        console.print(
+            f"warning: pending_ddl already holds {name!r} for another statement; not parked",
+            markup=False,
+        )
+    for table in result.ddl.tables:
+        if table.target_table in applied.created:
+            for note in table.notes:
+                console.print(f"note: {table.entity}: {note}", markup=False, highlight=False)
+
+
+def show_migration(result: Any) -> None:
+    """Per entity: rows read, inserted, updated, unchanged, quarantined, seconds, rows/s."""
+    table = Table(title="migration")
+    for name in ("entity", "read", "inserted", "updated", "unchanged", "quarantined", "seconds", "rows/s"):
+        table.add_column(name, justify="left" if name == "entity" else "right")
+    for e in result.entities:
+        d = e.to_dict()
+        table.add_row(
+            e.entity,
+            f"{d['rows_read']:,}",
+            f"{d['inserted']:,}",
+            f"{d['updated']:,}",
+            f"{d['unchanged']:,}",
+            f"{d['quarantined']:,}",
+            f"{d['seconds']:.1f}",
+            f"{d['rows_per_second']:,.0f}",
+        )
+    console.print(table)
+    total = result.to_dict()
+    moved = sum(e.outcome.inserted + e.outcome.updated for e in result.entities)
+    if moved == 0 and total["rows_read"]:
+        console.print("nothing new or changed in the source since the last run", markup=False)
+    console.print(
+        f"{total['rows_read']:,} rows read in {total['seconds']:.1f}s"
+        f" ({total['rows_per_second']:,.0f} rows/s); {moved:,} written",
+        markup=False,
+    )
+    for item in result.pending_ddl:
+        state = "failed: " + str(item.get("error")) if item.get("error") else "applied"
+        console.print(f"deferred {item.get('kind')} {item.get('name')}: {state}", markup=False)
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
+    if result.open_quarantine:
+        console.print(
+            f"{result.open_quarantine:,} row(s) quarantined: see `isthmus quarantine list`",
+            markup=False,
+        )
+
+
+def show_quarantine(entries: list[Any]) -> None:
+    if not entries:
+        console.print("no quarantined rows", markup=False)
+        return
+    table = Table(title="quarantined rows")
+    for name in ("entity", "legacy key", "kind", "column", "reason", "attempts"):
+        table.add_column(name)
+    for e in entries:
+        table.add_row(
+            e.entity_type, e.legacy_key, e.kind, e.column_name or "", e.reason, str(e.attempts)
+        )
+    console.print(table)
+
+
 def step(message: str) -> None:
     """A progress line for long work, on stderr, only on a terminal."""
     if console.is_terminal:

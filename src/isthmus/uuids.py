@@ -122,6 +122,10 @@ class UUIDGenerator(Protocol):
 
     def __call__(self, entity: str, legacy_ids: Sequence[int]) -> list[UUID]: ...
 
+    def ints(self, entity: str, legacy_ids: Sequence[int]) -> list[int]:
+        """The same as 128-bit integers (no UUID objects: the migration's hot path)."""
+        ...
+
 
 class _Uuid7Clock:
     """The process's uuid7 (milliseconds, counter) state."""
@@ -231,12 +235,18 @@ class Uuid7Generator:
     def __call__(self, entity: str, legacy_ids: Sequence[int]) -> list[UUID]:
         return uuid7_many(len(legacy_ids))
 
+    def ints(self, entity: str, legacy_ids: Sequence[int]) -> list[int]:
+        return uuid7_ints(len(legacy_ids))
+
 
 class Uuid4Generator:
     strategy = "uuid4"
 
     def __call__(self, entity: str, legacy_ids: Sequence[int]) -> list[UUID]:
         return uuid4_many(len(legacy_ids))
+
+    def ints(self, entity: str, legacy_ids: Sequence[int]) -> list[int]:
+        return [u.int for u in uuid4_many(len(legacy_ids))]
 
 
 class Uuid5Generator:
@@ -247,6 +257,9 @@ class Uuid5Generator:
 
     def __call__(self, entity: str, legacy_ids: Sequence[int]) -> list[UUID]:
         return uuid5_many(self.namespace, entity, legacy_ids)
+
+    def ints(self, entity: str, legacy_ids: Sequence[int]) -> list[int]:
+        return [u.int for u in uuid5_many(self.namespace, entity, legacy_ids)]
 
 
 def make_generator(

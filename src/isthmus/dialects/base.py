@@ -126,6 +126,12 @@ class Capabilities:
     identifier_quote: str
     can_be_target: bool = False
     binary_copy: bool = False
+    # Values come back as the column's declared type says (SQLite: whatever was stored), so
+    # their text is already canonical for most kinds and needs no normalising on the hot path.
+    typed_values: bool = True
+    # Temporal text always carries the column's declared fractional digits (MySQL prints
+    # datetime(6) with six; PostgreSQL drops trailing zeros).
+    pads_fractional_seconds: bool = False
 
 
 class SourceDialect(abc.ABC):
@@ -175,6 +181,26 @@ class SourceDialect(abc.ABC):
         """Rows of ``table`` ordered by ``key``, ``after`` < key <= ``upto``, in lists of
         ``batch_size``, read through a server-side cursor so memory stays flat.
         ``columns`` must include the key columns.
+        """
+
+    @abc.abstractmethod
+    def stream_text(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        *,
+        after: Sequence[Any] | None = None,
+        upto: Sequence[Any] | None = None,
+        batch_size: int = 10_000,
+        since: tuple[str, Any] | None = None,
+    ) -> Iterator[list[list[bytes]]]:
+        """Like stream(), but each row is a list of PostgreSQL COPY text-format fields (bytes):
+        the value's text form with backslash, tab, newline and carriage return escaped as COPY
+        TEXT format does (\\\\, \\t, \\n, \\r), and NULL as the two bytes b'\\\\N'
+        (see isthmus.copytext). ``since=(column, value)`` adds ``column >= value`` to the
+        WHERE clause (an updated_at cursor). Timestamps are in UTC: load the fields on a
+        session with TimeZone UTC.
         """
 
     @abc.abstractmethod

@@ -47,6 +47,30 @@ def check_stream_args(
     return cols, keys, bounds[0], bounds[1]
 
 
+def check_since(table: str, since: Any) -> tuple[str, Any] | None:
+    """``since=(column, value)``: a change cursor, ``column >= value``; refuse other shapes."""
+    if since is None:
+        return None
+    if (
+        not isinstance(since, list | tuple)
+        or len(since) != 2
+        or not isinstance(since[0], str)
+        or since[1] is None
+    ):
+        raise UsageError(
+            f"table {table!r}: since={since!r} must be (column, value) with a value that is not None"
+        )
+    return since[0], since[1]
+
+
+def add_since(
+    where: str, params: list[Any], column: str, value: Any, *, mark: str
+) -> tuple[str, list[Any]]:
+    """``where`` (from keyset_where) AND ``column >= value``; ``column`` arrives quoted."""
+    term = f"{column} >= {mark}"
+    return (f"{where} AND {term}" if where else term), [*params, value]
+
+
 def keyset_where(
     keys: Sequence[str],
     after: Sequence[Any] | None,

@@ -12,6 +12,9 @@ Values are the driver's Python values, made the same whichever driver reads them
   (``'a,c'``, members in definition order), both converted by the server;
 - tinyint(1) stays an int.
 
+``stream_text()`` reads the server's text bytes as they arrive (see mysql_text.py), with the
+same select list, so zero dates, BITs and SETs come out the same way.
+
 Each ``stream()`` reads on a connection of its own through an unbuffered cursor: nothing else
 can use a connection while an unbuffered result is open, and a consumer that pauses between
 batches must not be cut off by ``net_write_timeout``.
@@ -23,9 +26,11 @@ from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-from isthmus.dialects import mysql_driver, mysql_reflect
+from isthmus.dialects import mysql_driver, mysql_reflect, mysql_text
 from isthmus.dialects.base import Capabilities, Row, SchemaInfo, SourceDialect
 from isthmus.dialects.keyset import (
+    add_since,
+    check_since,
     check_stream_args,
     chunked,
     in_list_query,
@@ -46,6 +51,7 @@ CAPABILITIES = Capabilities(
     returning=False,
     max_bind_parameters=65_535,
     identifier_quote="`",
+    pads_fractional_seconds=True,
 )
 
 # Turns a fetched batch into the rows the engine gets (mask columns stripped, zero dates None).
@@ -168,15 +174,58 @@ class Source(SourceDialect):
         sql = select_ordered(self.quote(table), select, quoted_keys, where)
         return self._read(sql, params, fix, batch_size, f"reading table {table!r}")
 
+    def stream_text(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        *,
+        after: Sequence[Any] | None = None,
+        upto: Sequence[Any] | None = None,
+        batch_size: int = 10_000,
+        since: tuple[str, Any] | None = None,
+    ) -> Generator[list[list[bytes]], None, None]:
+        cols, keys, low, high = check_stream_args(table, columns, key, after, upto)
+        cursor_col = check_since(table, since)
+        select, masks, types = self._select_parts(table, cols)
+        quoted_keys = [self._qualified(table, k) for k in keys]
+        # Marked with NUL (no identifier holds one) until a "%" in a name has been made safe:
+        # PyMySQL formats every statement with "%", connector leaves "%%" as it is.
+        where, params = keyset_where(
+            quoted_keys, low, high, row_values=self.capabilities.row_value_comparison, mark="\0"
+        )
+        if cursor_col is not None:
+            column = self._qualified(table, cursor_col[0])
+            where, params = add_since(where, params, column, cursor_col[1], mark="\0")
+        sql = select_ordered(self.quote(table), select, quoted_keys, where)
+        if self.driver == "pymysql":
+            sql = sql.replace("%", "%%")
+        sql = sql.replace("\0", "%s")
+        encode = mysql_text.text_batch(
+            [mysql_text.transform_of(types.get(c, "")) for c in cols],
+            masks,
+            [(table, c) for c in cols],
+            self.zero_dates,
+        )
+        return self._read(sql, params, encode, batch_size, f"reading table {table!r}", raw=True)
+
     def _read(
-        self, sql: str, params: list[Any], fix: RowFixer, batch_size: int, doing: str
-    ) -> Generator[list[Row], None, None]:
+        self,
+        sql: str,
+        params: list[Any],
+        fix: Callable[[Any], list[Any]],
+        batch_size: int,
+        doing: str,
+        *,
+        raw: bool = False,
+    ) -> Generator[list[Any], None, None]:
+        """Batches of ``fix(fetched rows)``; ``raw``: values as the server's text bytes."""
         conn = mysql_driver.connect(
-            self.driver, self.url, session_sql=self._session_sql(streaming=True)
+            self.driver, self.url, session_sql=self._session_sql(streaming=True), raw=raw
         )
         finished = False
         try:
-            cur = mysql_driver.unbuffered_cursor(self.driver, conn)
+            cur = mysql_driver.unbuffered_cursor(self.driver, conn, raw=raw)
             cur.execute(sql, tuple(params))
             while True:
                 batch = cur.fetchmany(batch_size)
@@ -218,6 +267,18 @@ class Source(SourceDialect):
         return self._types[table]
 
     def _select_list(self, table: str, columns: Sequence[str]) -> tuple[list[str], RowFixer]:
+        select, masks, _ = self._select_parts(table, columns)
+        if not masks:
+            return select, _unchanged
+        return select, _ZeroDateFixer(
+            len(columns), masks, [(table, c) for c in columns], self.zero_dates
+        )
+
+    def _select_parts(
+        self, table: str, columns: Sequence[str]
+    ) -> tuple[list[str], list[list[int]], dict[str, str]]:
+        """The select list (columns, then the zero-date mask columns), the column positions
+        each mask column covers, and the DATA_TYPE of every column of ``table``."""
         types = self._column_types(table)
         select: list[str] = []
         temporal: list[int] = []
@@ -239,11 +300,7 @@ class Source(SourceDialect):
                 + " | ".join(f"({_bad_date(select[i])} << {bit})" for bit, i in enumerate(group))
                 + ")"
             )
-        if not masks:
-            return select, _unchanged
-        return select, _ZeroDateFixer(
-            len(columns), masks, [(table, c) for c in columns], self.zero_dates
-        )
+        return select, masks, types
 
 
 def _bad_date(col: str) -> str:

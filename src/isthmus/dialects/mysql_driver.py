@@ -65,8 +65,12 @@ def choose(url: DatabaseURL) -> str:
     return "connector" if preload_c_extension() else "pymysql"
 
 
-def connect(driver: str, url: DatabaseURL, *, session_sql: list[str]) -> Any:
-    """A DB-API connection in autocommit mode with ``session_sql`` already run."""
+def connect(driver: str, url: DatabaseURL, *, session_sql: list[str], raw: bool = False) -> Any:
+    """A DB-API connection in autocommit mode with ``session_sql`` already run.
+
+    ``raw``: PyMySQL hands back every value as the server's bytes (no decoders, no decoding);
+    for connector, ask ``unbuffered_cursor`` for a raw cursor.
+    """
     params = {
         "host": url.host or "127.0.0.1",
         "port": url.port or 3306,
@@ -84,7 +88,13 @@ def connect(driver: str, url: DatabaseURL, *, session_sql: list[str]) -> Any:
         else:
             import pymysql
 
-            conn = pymysql.connect(**params, connect_timeout=10)
+            extra: dict[str, Any] = {}
+            if raw:
+                from pymysql.converters import conversions
+
+                encoders = {k: v for k, v in conversions.items() if not isinstance(k, int)}
+                extra = {"conv": encoders, "use_unicode": False}
+            conn = pymysql.connect(**params, connect_timeout=10, **extra)
     except Exception as exc:
         raise translate(exc, f"connecting to {url.masked()}") from exc
     try:
@@ -98,9 +108,10 @@ def connect(driver: str, url: DatabaseURL, *, session_sql: list[str]) -> Any:
     return conn
 
 
-def unbuffered_cursor(driver: str, conn: Any) -> Any:
+def unbuffered_cursor(driver: str, conn: Any, *, raw: bool = False) -> Any:
+    """A cursor that reads rows as they arrive; ``raw``: values as the server's text bytes."""
     if driver == "connector":
-        return conn.cursor(buffered=False, raw=False)
+        return conn.cursor(buffered=False, raw=raw)
     import pymysql.cursors
 
     return conn.cursor(pymysql.cursors.SSCursor)

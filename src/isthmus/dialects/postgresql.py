@@ -24,7 +24,13 @@ from sqlalchemy.pool import NullPool
 
 from isthmus.dialects import pg_reflect, pgconn
 from isthmus.dialects.base import Capabilities, Row, SchemaInfo, SourceDialect
-from isthmus.dialects.keyset import check_stream_args, keyset_where, select_ordered
+from isthmus.dialects.keyset import (
+    add_since,
+    check_since,
+    check_stream_args,
+    keyset_where,
+    select_ordered,
+)
 from isthmus.errors import DatabaseError, TerminalDatabaseError, TransientDatabaseError
 from isthmus.urls import DatabaseURL, parse_url
 
@@ -52,6 +58,15 @@ _TERMINAL_CONNECT_MESSAGES = (
     "no pg_hba.conf entry",
 )
 _cursor_names = itertools.count(1)
+# What stream_text's COPY writes must read back the same on a target session: UTF-8, ISO dates,
+# timestamptz in UTC, intervals in the postgres style, bytea as hex, floats exactly.
+_COPY_SETTINGS = (
+    "SET client_encoding = 'UTF8'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET bytea_output = 'hex'",
+    "SET extra_float_digits = 1",
+)
 
 
 def _without_schema(url: DatabaseURL) -> tuple[DatabaseURL, str | None]:
@@ -84,7 +99,7 @@ class Source(SourceDialect):
 
     # -- connections and errors --------------------------------------------------------------
 
-    def _open(self, *, streaming: bool) -> psycopg.Connection[Any]:
+    def _open(self, *, streaming: bool, copy_text: bool = False) -> psycopg.Connection[Any]:
         try:
             conn = psycopg.connect(
                 pgconn.conninfo(self._connect_url),
@@ -99,6 +114,8 @@ class Source(SourceDialect):
             settings.append("SET default_transaction_read_only = on")
         if streaming:  # the consumer may pause between batches for as long as it needs
             settings.append("SET idle_in_transaction_session_timeout = 0")
+        if copy_text:
+            settings.extend(_COPY_SETTINGS)
         try:
             for sql in settings:
                 conn.execute(sql)
@@ -226,3 +243,77 @@ class Source(SourceDialect):
             raise self._translate(exc, doing) from exc
         finally:
             conn.close()
+
+    def stream_text(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        *,
+        after: Sequence[Any] | None = None,
+        upto: Sequence[Any] | None = None,
+        batch_size: int = 10_000,
+        since: tuple[str, Any] | None = None,
+    ) -> Generator[list[list[bytes]], None, None]:
+        """``COPY (SELECT ...) TO STDOUT``: the server writes the text; we split it.
+
+        COPY takes no server-side parameters, so psycopg merges the bounds into the statement
+        client-side as quoted literals; a ``%`` in an identifier is doubled to survive that.
+        """
+        cols, keys, low, high = check_stream_args(table, columns, key, after, upto)
+        cursor_col = check_since(table, since)
+        bound = low is not None or high is not None or cursor_col is not None
+
+        def name(sql: str) -> str:
+            return sql.replace("%", "%%") if bound else sql
+
+        quoted_keys = [name(self.quote(k)) for k in keys]
+        where, params = keyset_where(
+            quoted_keys, low, high, row_values=self.capabilities.row_value_comparison, mark="%s"
+        )
+        if cursor_col is not None:
+            column = name(self.quote(cursor_col[0]))
+            where, params = add_since(where, params, column, cursor_col[1], mark="%s")
+        select = select_ordered(
+            name(self.relation(table)), [name(self.quote(c)) for c in cols], quoted_keys, where
+        )
+        sql = f"COPY ({select}) TO STDOUT"
+        return self._read_text(sql, params, batch_size, f"reading table {table!r}")
+
+    def _read_text(
+        self, sql: str, params: list[Any], batch_size: int, doing: str
+    ) -> Generator[list[list[bytes]], None, None]:
+        conn = self._open(streaming=True, copy_text=True)
+        try:
+            with conn.cursor() as cur, cur.copy(sql, params or None) as copy:
+                chunks: list[Any] = []  # the server sends one row per chunk; not relied upon
+                lines: list[bytes] = []
+                for chunk in copy:
+                    chunks.append(chunk)
+                    if len(chunks) >= batch_size:
+                        lines.extend(_complete_lines(chunks))
+                        while len(lines) >= batch_size:
+                            yield [line.split(b"\t") for line in lines[:batch_size]]
+                            del lines[:batch_size]
+                lines.extend(_complete_lines(chunks))
+                if chunks:  # COPY ends every row with a newline: a tail means a broken stream
+                    raise TerminalDatabaseError(
+                        f"PostgreSQL: {doing}: COPY output ended inside a row"
+                    )
+                for start in range(0, len(lines), batch_size):
+                    yield [line.split(b"\t") for line in lines[start : start + batch_size]]
+            conn.rollback()  # nothing was written; ends the read-only transaction
+        except psycopg.Error as exc:
+            raise self._translate(exc, doing) from exc
+        finally:
+            conn.close()
+
+
+def _complete_lines(chunks: list[Any]) -> list[bytes]:
+    """The complete lines in ``chunks``; ``chunks`` is left holding the unfinished tail."""
+    data = b"".join(chunks)
+    chunks.clear()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        chunks.append(data[end:])
+    return data[: end - 1].split(b"\n") if end else []

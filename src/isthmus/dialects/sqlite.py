@@ -14,6 +14,7 @@ from collections.abc import Generator, Sequence
 from typing import Any
 from urllib.parse import quote as url_quote
 
+from isthmus.copytext import NULL, escape, float_text, hex_bytea
 from isthmus.dialects.base import (
     Capabilities,
     Column,
@@ -25,6 +26,8 @@ from isthmus.dialects.base import (
     Table,
 )
 from isthmus.dialects.keyset import (
+    add_since,
+    check_since,
     check_stream_args,
     chunked,
     in_list_query,
@@ -52,6 +55,7 @@ CAPABILITIES = Capabilities(
     returning=_VERSION >= (3, 35, 0),
     max_bind_parameters=32766 if _VERSION >= (3, 32, 0) else 999,
     identifier_quote='"',
+    typed_values=False,
 )
 
 # sqlite_sequence, sqlite_stat1... are SQLite's own.
@@ -164,6 +168,40 @@ class Source(SourceDialect):
                 yield batch
         finally:
             cursor.close()
+
+    def stream_text(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        *,
+        after: Sequence[Any] | None = None,
+        upto: Sequence[Any] | None = None,
+        batch_size: int = 10_000,
+        since: tuple[str, Any] | None = None,
+    ) -> Generator[list[list[bytes]], None, None]:
+        cols, keys, low, high = check_stream_args(table, columns, key, after, upto)
+        cursor_col = check_since(table, since)
+        quoted_keys = [self.quote(k) for k in keys]
+        where, params = keyset_where(
+            quoted_keys, low, high, row_values=self.capabilities.row_value_comparison, mark="?"
+        )
+        if cursor_col is not None:
+            where, params = add_since(
+                where, params, self.quote(cursor_col[0]), cursor_col[1], mark="?"
+            )
+        sql = select_ordered(self.quote(table), [self.quote(c) for c in cols], quoted_keys, where)
+        return self._read_text(sql, params, batch_size, f"reading table {table!r}")
+
+    def _read_text(
+        self, sql: str, params: list[Any], batch_size: int, doing: str
+    ) -> Generator[list[list[bytes]], None, None]:
+        batches = self._read(sql, params, batch_size, doing)
+        try:
+            for batch in batches:
+                yield _text_batch(batch)
+        finally:
+            batches.close()
 
     def fetch_keys(
         self, table: str, columns: Sequence[str], key: str, ids: Sequence[Any]
@@ -306,3 +344,27 @@ class Source(SourceDialect):
             if stat and str(stat[0][0]).split(" ", 1)[0].isdigit():
                 return int(str(stat[0][0]).split(" ", 1)[0])
         return None
+
+
+# -- COPY text of SQLite's values: each value has its own storage class, so dispatch per value --
+
+
+_TEXT_OF_OTHER: dict[type, Any] = {float: float_text, bytes: hex_bytea}
+
+
+def _text_batch(batch: list[Row]) -> list[list[bytes]]:
+    # None, int and str (nearly every value) inline; the rest by its type.
+    other = _TEXT_OF_OTHER
+    return [
+        [
+            NULL
+            if v is None
+            else b"%d" % v
+            if type(v) is int
+            else escape(v.encode("utf-8"))
+            if type(v) is str
+            else other[type(v)](v)
+            for v in row
+        ]
+        for row in batch
+    ]

@@ -1,0 +1,401 @@
+"""Writes one transformed batch into the target, inside the caller's transaction.
+
+New rows of a UUID-keyed entity go in with two COPYs (target rows, then their mappings);
+rows whose checksum differs from the one in their mapping are staged and applied with one
+UPDATE (and an INSERT for mapped rows missing from the target); unchanged rows cost
+nothing. A table that keeps its key is upserted through the same stage by that key.
+
+A COPY or a statement that fails is undone to its savepoint and the rows are split in two
+and tried again, down to the single rows the target refuses: those are quarantined with
+the database's reason, and the rest of the batch goes in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from isthmus import mapping, quarantine
+from isthmus.copytext import escape, unescape
+from isthmus.dialects.pgconn import translate
+from isthmus.errors import IsthmusError, TransientDatabaseError
+from isthmus.loadplan import EntityLoad
+from isthmus.quarantine import Quarantined
+from isthmus.transform import Batch
+from isthmus.uuids import UUIDGenerator, uuid7_batch_prefix
+
+
+class OrphanRefused(IsthmusError):
+    """``on_orphan = "fail"`` and a row points at a parent that is not there."""
+
+    exit_code = 3
+
+
+@dataclass
+class Outcome:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    orphans_nulled: int = 0
+    new_mappings: dict[int, int] = field(default_factory=dict)  # legacy ID → UUID as an int
+
+    def add(self, other: Outcome) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.quarantined += other.quarantined
+        self.orphans_nulled += other.orphans_nulled
+
+
+@dataclass(frozen=True)
+class _Existing:
+    uuid: UUID
+    checksum: str | None
+
+
+class BatchWriter:
+    """Writes the batches of one entity's pass; ``write`` runs inside the caller's transaction."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        load: EntityLoad,
+        *,
+        state_schema: str,
+        generator: UUIDGenerator,
+        on_orphan: str,
+        fresh: bool,
+    ) -> None:
+        self.conn = conn
+        self.load = load
+        self.state_schema = state_schema
+        self.generator = generator
+        self.on_orphan = on_orphan
+        self.fresh = fresh
+        self.open_quarantine = quarantine.open_keys(conn, state_schema, load.name)
+        self._stage_ready = False
+        target = sql.Identifier(load.target.schema, load.target.name)
+        self._target = target
+        self._written = [c.target for c in load.written]
+        self._keys = load.target_key
+        self._copy_target = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            target, sql.SQL(", ").join(map(sql.Identifier, self._written))
+        )
+        self._stage = sql.Identifier(f"isthmus_stage_{abs(hash(load.name)) % 10**8}")
+        self._copy_stage = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            self._stage, sql.SQL(", ").join(map(sql.Identifier, self._written))
+        )
+        self._mapping_table = mapping.table(state_schema)
+        names = (load.name, load.source_table, load.target.name)
+        self._entity_text, self._source_text, self._target_text = (
+            escape(n.encode()) for n in names
+        )
+
+    # -- the batch ----------------------------------------------------------------------------
+
+    def write(self, batch: Batch, batch_id: str, checkpoint_id: UUID | None) -> Outcome:
+        outcome = Outcome()
+        bad: dict[int, Quarantined] = {}
+        for i, reason in batch.unreadable.items():
+            bad[i] = self._entry(batch, i, "unreadable", reason)
+        for orphan in batch.orphans:
+            if self.on_orphan == "fail":
+                raise OrphanRefused(
+                    f"entity {self.load.name}: row {self._key_text(batch, orphan.index)} has "
+                    f"{orphan.column} = {orphan.value}, and no {orphan.parent} row with that "
+                    'legacy id was migrated (on_orphan = "fail")'
+                )
+            if self.on_orphan == "null":
+                outcome.orphans_nulled += 1
+            elif orphan.index not in bad:
+                bad[orphan.index] = self._entry(
+                    batch,
+                    orphan.index,
+                    "orphan",
+                    f"{orphan.column} = {orphan.value}: no {orphan.parent} row with legacy id "
+                    f"{orphan.value} is in the target (missing from the source, or quarantined)",
+                    column=orphan.column,
+                )
+        candidates = [i for i in range(len(batch)) if i not in bad]
+        if self.load.uuid_keyed:
+            written = self._write_uuid_keyed(batch, candidates, batch_id, outcome, bad)
+        else:
+            written = self._write_kept_key(batch, candidates, outcome, bad)
+        outcome.quarantined = len(bad)
+        if bad:
+            quarantine.record(
+                self.conn,
+                self.state_schema,
+                self.load.name,
+                self.load.source_table,
+                bad.values(),
+                checkpoint_id=checkpoint_id,
+            )
+        if self.open_quarantine:
+            healed = [
+                k for k in (self._key_text(batch, i) for i in written) if k in self.open_quarantine
+            ]
+            quarantine.resolve_keys(self.conn, self.state_schema, self.load.name, healed)
+            self.open_quarantine.difference_update(healed)
+        return outcome
+
+    # -- UUID-keyed entities ------------------------------------------------------------------
+
+    def _write_uuid_keyed(
+        self,
+        batch: Batch,
+        candidates: list[int],
+        batch_id: str,
+        outcome: Outcome,
+        bad: dict[int, Quarantined],
+    ) -> list[int]:
+        if not candidates:
+            return []
+        keys = batch.keys
+        existing = self._existing(
+            min(keys[i] for i in candidates), max(keys[i] for i in candidates)
+        )
+        new: list[int] = []
+        changed: list[int] = []
+        for i in candidates:
+            known = existing.get(keys[i])
+            if known is None:
+                new.append(i)
+            elif known.checksum != batch.checksums[i]:
+                changed.append(i)
+            else:
+                outcome.unchanged += 1
+        ints = dict(
+            zip(new, self.generator.ints(self.load.name, [keys[i] for i in new]), strict=True)
+        )
+        hexes = {i: b"%032x" % u for i, u in ints.items()}
+        written: list[int] = []
+
+        def insert(part: Sequence[int]) -> None:
+            tails = batch.tails
+            self._copy(self._copy_target, [_line(hexes[i], tails[i]) for i in part])
+            self._copy_mappings(batch, part, hexes, batch_id)
+
+        for i in self._bisect(new, insert, batch, bad):
+            outcome.inserted += 1
+            outcome.new_mappings[keys[i]] = ints[i]
+            written.append(i)
+
+        def update(part: Sequence[int]) -> None:
+            self._stage_rows(
+                [_line(existing[keys[i]].uuid.hex.encode(), batch.tails[i]) for i in part]
+            )
+            self._apply_stage()
+            self._update_checksums(batch, part, batch_id)
+
+        for i in self._bisect(changed, update, batch, bad):
+            outcome.updated += 1
+            written.append(i)
+        return written
+
+    def _existing(self, low: int, high: int) -> dict[int, _Existing]:
+        statement = sql.SQL(
+            "SELECT legacy_id, uuid_id, checksum FROM {} WHERE entity_type = %s"
+            " AND legacy_id BETWEEN %s AND %s"
+        ).format(self._mapping_table)
+        with self.conn.cursor() as cur:
+            rows = cur.execute(statement, (self.load.name, low, high)).fetchall()
+        return {r[0]: _Existing(r[1], r[2]) for r in rows}
+
+    def _copy_mappings(
+        self, batch: Batch, part: Sequence[int], hexes: dict[int, bytes], batch_id: str
+    ) -> None:
+        prefix = uuid7_batch_prefix().encode()
+        head = b"\t".join((self._entity_text, b"%d"))
+        tail = b"\t".join((escape(batch_id.encode()), self._source_text, self._target_text))
+        lines = [
+            b"%s%08x\t%s\t%s\t%s\t%s\n"
+            % (
+                prefix,
+                n,
+                head % batch.keys[i],
+                hexes[i],
+                tail,
+                (batch.checksums[i] or "\\N").encode(),
+            )
+            for n, i in enumerate(part)
+        ]
+        statement = sql.SQL(
+            "COPY {} (id, entity_type, legacy_id, uuid_id, migration_batch, source_table,"
+            " target_table, checksum) FROM STDIN"
+        ).format(self._mapping_table)
+        self._copy(statement, lines)
+
+    def _update_checksums(self, batch: Batch, part: Sequence[int], batch_id: str) -> None:
+        statement = sql.SQL(
+            """
+            UPDATE {} AS m SET checksum = u.checksum, migration_batch = %s
+            FROM unnest(%s::int8[], %s::text[]) AS u(legacy_id, checksum)
+            WHERE m.entity_type = %s AND m.legacy_id = u.legacy_id
+            """
+        ).format(self._mapping_table)
+        ids = [batch.keys[i] for i in part]
+        sums = [batch.checksums[i] for i in part]
+        with self.conn.cursor() as cur:
+            cur.execute(statement, (batch_id, mapping.Int8Array.of(ids), sums, self.load.name))
+
+    # -- entities that keep their key ----------------------------------------------------------
+
+    def _write_kept_key(
+        self, batch: Batch, candidates: list[int], outcome: Outcome, bad: dict[int, Quarantined]
+    ) -> list[int]:
+        if self.fresh:
+            written = self._bisect(
+                candidates,
+                lambda part: self._copy(self._copy_target, [batch.tails[i] + b"\n" for i in part]),
+                batch,
+                bad,
+            )
+            outcome.inserted += len(written)
+            return written
+        counts = [0, 0]
+
+        def upsert(part: Sequence[int]) -> None:
+            self._stage_rows([batch.tails[i] + b"\n" for i in part])
+            updated, inserted = self._apply_stage(only_changed=True)
+            counts[0] += updated
+            counts[1] += inserted
+
+        written = self._bisect(candidates, upsert, batch, bad)
+        outcome.updated += counts[0]
+        outcome.inserted += counts[1]
+        outcome.unchanged += len(written) - counts[0] - counts[1]
+        return written
+
+    # -- staging -------------------------------------------------------------------------------
+
+    def _stage_rows(self, lines: list[bytes]) -> None:
+        with self.conn.cursor() as cur:
+            if not self._stage_ready:
+                cur.execute(
+                    sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {})").format(
+                        self._stage, self._target
+                    )
+                )
+                self._stage_ready = True
+            cur.execute(sql.SQL("TRUNCATE {}").format(self._stage))
+        self._copy(self._copy_stage, lines)
+
+    def _apply_stage(self, *, only_changed: bool = False) -> tuple[int, int]:
+        """UPDATE the target from the stage, INSERT what it lacks; (updated, inserted)."""
+        ident = sql.Identifier
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t.{k} IS NOT DISTINCT FROM s.{k}").format(k=ident(k)) for k in self._keys
+        )
+        values = [c for c in self._written if c not in self._keys]
+        updated = 0
+        with self.conn.cursor() as cur:
+            if values:
+                changed: sql.Composable = sql.SQL("")
+                if only_changed:
+                    changed = sql.SQL(" AND ({}) IS DISTINCT FROM ({})").format(
+                        sql.SQL(", ").join(sql.SQL("t.{}").format(ident(c)) for c in values),
+                        sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in values),
+                    )
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {t} AS t SET {sets} FROM {s} AS s WHERE {match}{changed}"
+                    ).format(
+                        t=self._target,
+                        s=self._stage,
+                        sets=sql.SQL(", ").join(
+                            sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in values
+                        ),
+                        match=match,
+                        changed=changed,
+                    )
+                )
+                updated = cur.rowcount
+            cols = sql.SQL(", ").join(map(ident, self._written))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} AS s"
+                    " WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {match})"
+                ).format(t=self._target, s=self._stage, cols=cols, match=match)
+            )
+            inserted = cur.rowcount
+        return updated, inserted
+
+    # -- shared --------------------------------------------------------------------------------
+
+    def _copy(self, statement: sql.Composed, lines: list[bytes]) -> None:
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.write(b"".join(lines))
+
+    def _bisect(
+        self,
+        items: list[int],
+        attempt: Callable[[Sequence[int]], None],
+        batch: Batch,
+        bad: dict[int, Quarantined],
+    ) -> list[int]:
+        """Run ``attempt`` on ``items``, halving around failures; returns the rows that went in."""
+        done: list[int] = []
+        pending = [items] if items else []
+        while pending:
+            part = pending.pop()
+            try:
+                with self.conn.transaction():
+                    attempt(part)
+            except psycopg.Error as exc:
+                error = translate(exc)
+                if isinstance(error, TransientDatabaseError) or self.conn.broken:
+                    raise error from exc
+                if len(part) == 1:
+                    bad[part[0]] = self._entry(batch, part[0], "rejected", _reason(exc))
+                else:
+                    mid = len(part) // 2
+                    pending.append(part[mid:])
+                    pending.append(part[:mid])
+                continue
+            done.extend(part)
+        done.sort()
+        return done
+
+    def _key_text(self, batch: Batch, i: int) -> str:
+        key = batch.keys[i]
+        if key is None:
+            return unescape(batch.rows[i][0]).decode("utf-8", "replace")
+        if isinstance(key, tuple):
+            return key[0] if len(key) == 1 else json.dumps(list(key), ensure_ascii=False)
+        return str(key)
+
+    def _entry(
+        self, batch: Batch, i: int, kind: str, reason: str, *, column: str | None = None
+    ) -> Quarantined:
+        values = [
+            None if f == b"\\N" else unescape(f).decode("utf-8", "replace") for f in batch.rows[i]
+        ]
+        return Quarantined(
+            legacy_key=self._key_text(batch, i),
+            kind=kind,
+            reason=reason,
+            column=column,
+            row=quarantine.row_data(self.load.read_columns, values),
+        )
+
+
+def _line(key: bytes, tail: bytes) -> bytes:
+    return key + b"\t" + tail + b"\n" if tail else key + b"\n"
+
+
+def _reason(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    text = (diag.message_primary or str(exc).splitlines()[0] or type(exc).__name__).strip()
+    if diag.message_detail:
+        text += f" ({diag.message_detail.strip()})"
+    if diag.column_name:
+        text = f"column {diag.column_name}: {text}"
+    return text

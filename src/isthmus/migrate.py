@@ -1,0 +1,468 @@
+"""Differential migration: every selected entity, in plan order, batch by batch, resumable.
+
+For each entity the newest ``differential_migration`` checkpoint decides where to start:
+an unfinished one (``in_progress`` left by a killed process, ``paused``, ``failed``) is
+resumed after its ``last_processed_id``; a completed one (or none) starts a new pass over
+the whole table, which writes only rows that are new or whose checksum changed. A batch's
+target rows, mappings, quarantined rows and checkpoint progress commit in one transaction,
+so a run killed at any instant loses nothing and duplicates nothing when run again.
+
+References inside cycles (and self-references) are written by a second pass once every
+row exists (``references.py``); deferred indexes and constraints go in at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from isthmus import references
+from isthmus.batch_writer import BatchWriter, Outcome
+from isthmus.errors import IsthmusError, TransientDatabaseError
+from isthmus.loadplan import EntityLoad, build_load
+from isthmus.mapping_cache import MappingCache
+from isthmus.state.enums import CheckpointStatus, OperationType
+from isthmus.state.models import MigrationCheckpoint
+from isthmus.state.schema import require_current
+from isthmus.state.store import StateStore
+from isthmus.target import reflect_table
+from isthmus.transform import transform
+from isthmus.uuids import make_generator
+from isthmus.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+_LOCK_CLASS = 0x15_7A_06  # advisory lock class of "an entity being migrated"
+_RETRIES = 5
+_UNFINISHED = {CheckpointStatus.IN_PROGRESS, CheckpointStatus.PAUSED, CheckpointStatus.FAILED}
+
+
+class MigrationInterrupted(IsthmusError):
+    """Ctrl-C (or SIGTERM): the current batch was rolled back and the checkpoint paused."""
+
+    exit_code = 130
+
+
+class EntityBusy(IsthmusError):
+    exit_code = 3
+
+
+class Progress(Protocol):
+    def start(self, entity: str, total: int, done: int) -> None: ...
+    def advance(self, entity: str, rows: int) -> None: ...
+    def finish(self, entity: str) -> None: ...
+
+
+@dataclass
+class EntityResult:
+    entity: str
+    source_table: str
+    target_table: str
+    checkpoint_id: UUID | None = None
+    resumed_after: str | None = None
+    rows_read: int = 0
+    outcome: Outcome = field(default_factory=Outcome)
+    references_updated: int = 0
+    seconds: float = 0.0
+    status: str = "completed"
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        o = self.outcome
+        return {
+            "entity": self.entity,
+            "source_table": self.source_table,
+            "target_table": self.target_table,
+            "status": self.status,
+            "checkpoint_id": str(self.checkpoint_id) if self.checkpoint_id else None,
+            "resumed_after": self.resumed_after,
+            "rows_read": self.rows_read,
+            "inserted": o.inserted,
+            "updated": o.updated,
+            "unchanged": o.unchanged,
+            "quarantined": o.quarantined,
+            "orphans_set_null": o.orphans_nulled,
+            "references_updated": self.references_updated,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+        }
+
+
+@dataclass
+class MigrationResult:
+    entities: list[EntityResult]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+    pending_ddl: list[dict[str, Any]] = field(default_factory=list)
+    open_quarantine: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """1 when rows remain outside the target (quarantined), as differences do."""
+        return 1 if self.open_quarantine else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = sum(e.rows_read for e in self.entities)
+        return {
+            "entities": [e.to_dict() for e in self.entities],
+            "rows_read": rows,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(rows / self.seconds, 1) if self.seconds > 0 else 0.0,
+            "open_quarantine": self.open_quarantine,
+            "pending_ddl": self.pending_ddl,
+            "warnings": self.warnings,
+        }
+
+
+def target_session(conn: psycopg.Connection[Any]) -> None:
+    """Session settings of every connection that writes target rows.
+
+    ``synchronous_commit = off``: a server crash may forget the last few batches, but each
+    batch (rows, mappings, checkpoint) commits as one, so it is forgotten whole and the
+    next run redoes it; the process never waits for the WAL flush.
+    """
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET DateStyle = 'ISO, YMD'")
+    conn.execute("SET synchronous_commit = off")
+    conn.commit()
+
+
+def run_migration(
+    ws: Workspace,
+    entities: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> MigrationResult:
+    config = ws.config
+    require_current(ws.engine, ws.state_schema)
+    plan = ws.plan
+    selected = plan.select(entities)
+    size = batch_size or config.migration.batch_size
+    started = time.perf_counter()
+    conn = ws.connect_target()
+    try:
+        target_session(conn)
+        loads = [
+            build_load(
+                p,
+                reflect_table(conn, config.target.schema_, p.entity.target_table),
+                plan,
+                ws.source.capabilities,
+            )
+            for p in selected
+        ]
+        conn.commit()
+        run = _Run(ws, conn, size, progress)
+        results = [run.entity(load) for load in loads]
+        for load, result in zip(loads, results, strict=True):
+            if load.deferred:
+                result.references_updated = references.link(run, load)
+        pending = run.apply_pending_ddl()
+        warnings = ws.source.take_warnings()
+        open_count = run.open_quarantine([load.name for load in loads])
+    finally:
+        conn.close()
+    return MigrationResult(results, time.perf_counter() - started, warnings, pending, open_count)
+
+
+class _Run:
+    """One migrate run: the target connection, the ID cache, the checkpoint store."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        conn: psycopg.Connection[Any],
+        batch_size: int,
+        progress: Progress | None,
+    ) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.batch_size = batch_size
+        self.progress = progress
+        self.schema = ws.state_schema
+        self.store = StateStore(ws.state_schema)
+        self.cache = MappingCache()
+        migration = ws.config.migration
+        self.generator = make_generator(migration.uuid, migration.uuid_namespace)
+        self.on_orphan = migration.on_orphan
+
+    def resolve(self, parent: str, ids: Sequence[int]) -> dict[int, bytes]:
+        return self.cache.resolve_hex(self.conn, self.schema, parent, ids)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint(self, load: EntityLoad) -> tuple[MigrationCheckpoint, bool]:
+        """The checkpoint to continue (True) or a new one for a new pass (False)."""
+        with self.ws.engine.begin() as sa:
+            latest = self.store.latest_checkpoint(
+                sa, OperationType.DIFFERENTIAL_MIGRATION, load.name
+            )
+            if latest is not None and latest.status in _UNFINISHED:
+                if latest.status != CheckpointStatus.IN_PROGRESS:
+                    latest = self.store.set_checkpoint_status(
+                        sa, latest.id, CheckpointStatus.IN_PROGRESS
+                    )
+                return latest, True
+        total = self.ws.source.count(load.source_table)
+        fresh = self._target_is_empty(load)
+        with self.ws.engine.begin() as sa:
+            checkpoint = self.store.create_checkpoint(
+                sa,
+                operation_type=OperationType.DIFFERENTIAL_MIGRATION,
+                entity_type=load.name,
+                batch_size=self.batch_size,
+                records_total=total,
+                metadata={
+                    "source_table": load.source_table,
+                    "target_table": f"{load.target.schema}.{load.target.name}",
+                    "fresh_target": fresh,
+                },
+            )
+            checkpoint = self.store.set_checkpoint_status(
+                sa, checkpoint.id, CheckpointStatus.IN_PROGRESS
+            )
+        return checkpoint, False
+
+    def _target_is_empty(self, load: EntityLoad) -> bool:
+        statement = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(
+            sql.Identifier(load.target.schema, load.target.name)
+        )
+        row = self.conn.execute(statement).fetchone()
+        self.conn.commit()
+        return bool(row and row[0])
+
+    def _set_status(
+        self, checkpoint_id: UUID, status: CheckpointStatus, error: str | None = None
+    ) -> None:
+        with self.ws.engine.begin() as sa:
+            self.store.set_checkpoint_status(sa, checkpoint_id, status, error)
+
+    def _progress_statement(self) -> sql.Composed:
+        return sql.SQL(
+            "UPDATE {} SET last_processed_id = %s, records_processed = %s,"
+            " records_total = greatest(coalesce(records_total, 0), %s) WHERE id = %s"
+        ).format(sql.Identifier(self.schema, "migration_checkpoints"))
+
+    # -- one entity ----------------------------------------------------------------------------
+
+    def entity(self, load: EntityLoad) -> EntityResult:
+        result = EntityResult(
+            load.name, load.source_table, f"{load.target.schema}.{load.target.name}"
+        )
+        started = time.perf_counter()
+        self._lock(load)
+        try:
+            checkpoint, resumed = self._checkpoint(load)
+            result.checkpoint_id = checkpoint.id
+            result.resumed_after = checkpoint.last_processed_id if resumed else None
+            try:
+                self._pass(load, checkpoint, result)
+            except KeyboardInterrupt:
+                self._interrupted(checkpoint.id, load)
+            except Exception as exc:
+                self._failed(checkpoint.id, exc)
+                raise
+            self._set_status(checkpoint.id, CheckpointStatus.COMPLETED)
+        finally:
+            self._unlock(load)
+            result.seconds = time.perf_counter() - started
+            if self.progress:
+                self.progress.finish(load.name)
+        return result
+
+    def _pass(
+        self, load: EntityLoad, checkpoint: MigrationCheckpoint, result: EntityResult
+    ) -> None:
+        processed = checkpoint.records_processed
+        last = checkpoint.last_processed_id
+        total = checkpoint.records_total or 0
+        fresh = bool(checkpoint.metadata.get("fresh_target"))
+        if self.progress:
+            self.progress.start(load.name, total, processed)
+        attempts = 0
+        while True:
+            writer = BatchWriter(
+                self.conn,
+                load,
+                state_schema=self.schema,
+                generator=self.generator,
+                on_orphan=self.on_orphan,
+                fresh=fresh,
+            )
+            self.conn.commit()
+            try:
+                for rows in self.ws.source.stream_text(
+                    load.source_table,
+                    load.read_columns,
+                    load.key_columns,
+                    after=_after(load, last),
+                    batch_size=self.batch_size,
+                ):
+                    batch = transform(load, rows, self.resolve)
+                    last = _last_key(load, batch.keys[-1], rows[-1])
+                    processed += len(rows)
+                    outcome = self._commit_batch(
+                        load=load,
+                        writer=writer,
+                        batch=batch,
+                        checkpoint_id=checkpoint.id,
+                        last=last,
+                        processed=processed,
+                    )
+                    result.rows_read += len(rows)
+                    result.outcome.add(outcome)
+                    attempts = 0
+                    if self.progress:
+                        self.progress.advance(load.name, len(rows))
+                return
+            except TransientDatabaseError as exc:
+                attempts += 1
+                self._recover(exc, attempts)
+                processed, last = self._reread(checkpoint.id)
+
+    def _commit_batch(
+        self,
+        *,
+        load: EntityLoad,
+        writer: BatchWriter,
+        batch: Any,
+        checkpoint_id: UUID,
+        last: str,
+        processed: int,
+    ) -> Outcome:
+        conn = self.conn
+        try:
+            # The progress UPDATE opens the transaction, so the writer's blocks are savepoints.
+            conn.execute(self._progress_statement(), (last, processed, processed, checkpoint_id))
+            outcome = writer.write(batch, f"{checkpoint_id}:{processed}", checkpoint_id)
+            conn.commit()
+        except BaseException:
+            if not conn.closed:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    conn.close()
+            raise
+        if outcome.new_mappings:
+            self.cache.put_ints(load.name, outcome.new_mappings)
+        return outcome
+
+    def _recover(self, exc: TransientDatabaseError, attempts: int) -> None:
+        if attempts > _RETRIES:
+            raise exc
+        delay = min(0.5 * 2 ** (attempts - 1), 10.0)
+        log.warning(
+            "transient error (attempt %d/%d), resuming in %.1fs: %s", attempts, _RETRIES, delay, exc
+        )
+        time.sleep(delay)
+        if self.conn.closed or self.conn.broken:
+            self.conn = self.ws.connect_target()
+            target_session(self.conn)
+        else:
+            self.conn.rollback()
+
+    def _reread(self, checkpoint_id: UUID) -> tuple[int, str | None]:
+        with self.ws.engine.connect() as sa:
+            checkpoint = self.store.get_checkpoint(sa, checkpoint_id)
+        return checkpoint.records_processed, checkpoint.last_processed_id
+
+    def _interrupted(self, checkpoint_id: UUID, load: EntityLoad) -> None:
+        self.conn.close()
+        self._set_status(checkpoint_id, CheckpointStatus.PAUSED)
+        _, last = self._reread(checkpoint_id)
+        where = f"after key {last}" if last else "at the start"
+        raise MigrationInterrupted(
+            f"interrupted: {load.name} paused {where}; run `isthmus migrate` again to resume"
+        )
+
+    def _failed(self, checkpoint_id: UUID, exc: Exception) -> None:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        try:
+            self._set_status(checkpoint_id, CheckpointStatus.FAILED, message[:2000])
+        except Exception:  # the original error matters more than this one
+            log.debug("could not mark checkpoint %s failed", checkpoint_id, exc_info=True)
+
+    # -- locks, DDL, quarantine ---------------------------------------------------------------
+
+    def _lock_key(self, load: EntityLoad) -> tuple[int, str]:
+        return _LOCK_CLASS, f"{self.schema}.{load.name}"
+
+    def _lock(self, load: EntityLoad) -> None:
+        cls, name = self._lock_key(load)
+        row = self.conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (cls, name)
+        ).fetchone()
+        self.conn.commit()
+        if not (row and row[0]):
+            raise EntityBusy(
+                f"entity {load.name} is being migrated by another isthmus process right now"
+            )
+
+    def _unlock(self, load: EntityLoad) -> None:
+        if self.conn.closed:
+            return  # a closed session holds no locks
+        cls, name = self._lock_key(load)
+        try:
+            self.conn.rollback()
+            self.conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (cls, name))
+            self.conn.commit()
+        except psycopg.Error:
+            log.debug("unlocking %s failed", name, exc_info=True)
+
+    def apply_pending_ddl(self) -> list[dict[str, Any]]:
+        from isthmus import target_ddl
+
+        loaded = self._completed_tables()
+        results = target_ddl.apply_pending_ddl(self.conn, self.schema, loaded)
+        self.conn.commit()
+        return [r.to_dict() for r in results]
+
+    def _completed_tables(self) -> set[str]:
+        statement = sql.SQL(
+            "SELECT DISTINCT ON (entity_type) metadata->>'target_table', status FROM {}"
+            " WHERE operation_type = 'differential_migration' AND job_id IS NULL"
+            " ORDER BY entity_type, created_at DESC"
+        ).format(sql.Identifier(self.schema, "migration_checkpoints"))
+        rows = self.conn.execute(statement).fetchall()
+        self.conn.commit()
+        return {str(r[0]).split(".", 1)[-1] for r in rows if r[0] and r[1] == "completed"}
+
+    def open_quarantine(self, entities: Sequence[str]) -> int:
+        statement = sql.SQL(
+            "SELECT count(*) FROM {} WHERE NOT resolved AND entity_type = ANY(%s)"
+        ).format(sql.Identifier(self.schema, "quarantined_rows"))
+        row = self.conn.execute(statement, (list(entities),)).fetchone()
+        self.conn.commit()
+        return int(row[0]) if row else 0
+
+
+def _after(load: EntityLoad, last: str | None) -> Sequence[Any] | None:
+    if last is None:
+        return None
+    if load.uuid_keyed:
+        try:
+            return (int(last),)
+        except ValueError:  # SQLite: a text value in an integer key column sorts last
+            return (last,)
+    return tuple(json.loads(last))
+
+
+def _last_key(load: EntityLoad, key: Any, row: Sequence[bytes]) -> str:
+    if load.uuid_keyed:
+        if key is None:  # an unreadable key still moves the cursor past its row
+            from isthmus.copytext import unescape
+
+            return unescape(row[0]).decode("utf-8", "replace")
+        return str(key)
+    return json.dumps(list(key), ensure_ascii=False)
