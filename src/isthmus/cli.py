@@ -158,7 +158,13 @@ def quarantine_list(ctx: Context, entity: str | None, include_resolved: bool, li
 @pass_ctx
 def demo(ctx: Context, scale: int, workdir: Path) -> None:
     """The whole story on the embedded default: SQLite legacy database, embedded PostgreSQL target."""
-    run(ctx, lambda: commands.demo(scale, workdir), output.show_demo)
+    def call() -> Any:
+        if not progress.wanted(ctx.as_json):
+            return commands.demo(scale, workdir)
+        with progress.RowProgress() as bars:
+            return commands.demo(scale, workdir, bars)
+
+    run(ctx, call, output.show_demo)
 
 
 @main.group()

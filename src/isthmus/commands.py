@@ -73,9 +73,12 @@ def quarantine_list(
             )
 
 
-def demo(scale: int = 20, workdir: str | Path = "isthmus-demo") -> DemoResult:
-    """The whole story on the embedded default (this issue: generate, init, plan)."""
-    return run_demo(scale, Path(workdir), step=output.step)
+def demo(
+    scale: int = 20, workdir: str | Path = "isthmus-demo", progress: Progress | None = None
+) -> DemoResult:
+    """The whole story on the embedded default: generate, derive the target, migrate,
+    change the legacy side, migrate again (only the changes move)."""
+    return run_demo(scale, Path(workdir), step=output.step, progress=progress)
 
 
 def checkpoints_list(

@@ -2,11 +2,15 @@
 
 A synthetic legacy dental database in SQLite, the embedded PostgreSQL as target,
 a config file written beside them so every other command can be tried on the
-same data (``isthmus --config isthmus-demo/isthmus.toml plan``).
+same data (``isthmus --config isthmus-demo/isthmus.toml plan``). The target tables
+are derived from the source (``schema --apply``), everything is migrated, then the
+legacy side changes (a few updates, new rows) and a second, differential run moves
+only those.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +20,10 @@ from typing import Any
 from isthmus import demo
 from isthmus.config import load_config
 from isthmus.dialects import pgconn
+from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
 from isthmus.state.schema import InitResult, upgrade_state_schema
+from isthmus.target_ddl import apply_target_ddl, derive_target_ddl
 from isthmus.urls import parse_url
 from isthmus.workspace import Workspace
 
@@ -32,7 +38,14 @@ class DemoResult:
     legacy_rows: dict[str, int]
     init: InitResult
     plan: Plan
+    migration: MigrationResult
+    changes: dict[str, int]
+    differential: MigrationResult
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return max(self.migration.exit_code, self.differential.exit_code)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,11 +54,21 @@ class DemoResult:
             "legacy_rows": self.legacy_rows,
             "init": self.init,
             "plan": self.plan.to_dict(),
+            "migration": self.migration.to_dict(),
+            "legacy_changes": self.changes,
+            "differential": self.differential.to_dict(),
             "seconds": self.seconds,
         }
 
 
-def run_demo(scale: int, workdir: Path, *, seed: int = 42, step: Step | None = None) -> DemoResult:
+def run_demo(
+    scale: int,
+    workdir: Path,
+    *,
+    seed: int = 42,
+    step: Step | None = None,
+    progress: Progress | None = None,
+) -> DemoResult:
     say = step or (lambda _message: None)
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -69,14 +92,58 @@ def run_demo(scale: int, workdir: Path, *, seed: int = 42, step: Step | None = N
     config = load_config(config_path)
     with Workspace(config) as ws:
         started = time.perf_counter()
-        say("starting the embedded PostgreSQL target and creating its UUID-keyed tables")
+        say("starting the embedded PostgreSQL target")
         _reset_target(ws.target_conninfo)
-        demo.create_target_schema(ws.target_conninfo, replace=True)
         seconds["target"] = time.perf_counter() - started
         say("initialising the state schema")
         init = upgrade_state_schema(ws.engine, ws.state_schema)
         plan = ws.plan
-    return DemoResult(workdir, config_path, rows, init, plan, seconds)
+        say("deriving the UUID-keyed target tables from the legacy schema (schema --apply)")
+        ddl = derive_target_ddl(plan, config.target.schema_, source_dialect="sqlite")
+        with ws.connect_target() as conn:
+            apply_target_ddl(conn, ddl, ws.state_schema, config.target.schema_)
+            conn.commit()
+        started = time.perf_counter()
+        say("migrating every table (UUIDs, foreign keys translated, mappings, checkpoints)")
+        migration = run_migration(ws, progress=progress)
+        seconds["migrate"] = time.perf_counter() - started
+    say("changing the legacy database: updates and new rows")
+    changes = change_legacy(legacy)
+    with Workspace(config) as ws:
+        started = time.perf_counter()
+        say("differential migration: only what changed moves")
+        differential = run_migration(ws, progress=progress)
+        seconds["differential"] = time.perf_counter() - started
+    return DemoResult(
+        workdir, config_path, rows, init, plan, migration, changes, differential, seconds
+    )
+
+
+def change_legacy(path: Path) -> dict[str, int]:
+    """What a live legacy application does meanwhile: edits some rows, adds some."""
+    with sqlite3.connect(path) as conn:
+        updated = conn.execute(
+            "UPDATE patients SET phone = phone || ' ext. 9', updated_at = '2026-01-02 03:04:05'"
+            " WHERE id % 50 = 0"
+        ).rowcount
+        updated += conn.execute(
+            "UPDATE orders SET status = 'cancelled', total = total + 1 WHERE id % 97 = 0"
+        ).rowcount
+        office = conn.execute("SELECT max(id) + 1 FROM offices").fetchone()[0]
+        conn.execute(
+            "INSERT INTO offices (id, name, address, city, phone, timezone, is_active,"
+            " created_at, updated_at) SELECT ?, 'Harbour Dental (new)', address, city, phone,"
+            " timezone, 1, '2026-01-02 03:04:05', '2026-01-02 03:04:05' FROM offices LIMIT 1",
+            (office,),
+        )
+        profile = conn.execute("SELECT max(id) + 1 FROM profiles").fetchone()[0]
+        conn.execute(
+            "INSERT INTO profiles (id, office_id, email, first_name, last_name, role, notes,"
+            " created_at, updated_at) SELECT ?, ?, 'new.hire@example.com', 'Ana', 'Núñez',"
+            " 'hygienist', NULL, created_at, updated_at FROM profiles LIMIT 1",
+            (profile, office),
+        )
+    return {"updated": updated, "inserted": 2}
 
 
 def _reset_target(conninfo: str) -> None:

@@ -142,9 +142,10 @@ def show_schema(result: Any) -> None:
 
 def show_migration(result: Any) -> None:
     """Per entity: rows read, inserted, updated, unchanged, quarantined, seconds, rows/s."""
-    table = Table(title="migration")
-    for name in ("entity", "read", "inserted", "updated", "unchanged", "quarantined", "seconds", "rows/s"):
-        table.add_column(name, justify="left" if name == "entity" else "right")
+    table = Table(title="migration", title_justify="left")
+    table.add_column("entity", no_wrap=True)
+    for name in ("read", "new", "changed", "same", "quarantined", "s", "rows/s"):
+        table.add_column(name, justify="right", no_wrap=True)
     for e in result.entities:
         d = e.to_dict()
         table.add_row(
@@ -167,9 +168,17 @@ def show_migration(result: Any) -> None:
         f" ({total['rows_per_second']:,.0f} rows/s); {moved:,} written",
         markup=False,
     )
-    for item in result.pending_ddl:
-        state = "failed: " + str(item.get("error")) if item.get("error") else "applied"
-        console.print(f"deferred {item.get('kind')} {item.get('name')}: {state}", markup=False)
+    failed = [item for item in result.pending_ddl if item.get("error")]
+    if result.pending_ddl:
+        console.print(
+            f"deferred keys, indexes and foreign keys: {len(result.pending_ddl) - len(failed)}"
+            f" applied, {len(failed)} failed",
+            markup=False,
+        )
+    for item in failed:
+        console.print(
+            f"failed: {item.get('kind')} {item.get('name')}: {item.get('error')}", markup=False
+        )
     for warning in result.warnings:
         console.print(f"warning: {warning}", markup=False, highlight=False)
     if result.open_quarantine:
@@ -208,8 +217,20 @@ def show_demo(result: Any) -> None:
     console.print(table)
     show_init(result.init)
     show_plan(result.plan)
+    console.print("\nfirst migration:", style="bold")
+    show_migration(result.migration)
+    changes = result.changes
     console.print(
-        f"config written to {result.config_path}: try `isthmus --config {result.config_path} plan`"
+        f"\nthe legacy side changed meanwhile: {changes['updated']} rows updated,"
+        f" {changes['inserted']} inserted",
+        markup=False,
+    )
+    console.print("differential migration:", style="bold")
+    show_migration(result.differential)
+    console.print(
+        f"config written to {result.config_path}: try `isthmus --config {result.config_path}"
+        " checkpoints list` or `mappings lookup patients 100050`",
+        markup=False,
     )
 
 
