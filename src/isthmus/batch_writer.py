@@ -13,8 +13,10 @@ the database's reason, and the rest of the batch goes in.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 from uuid import UUID
 
@@ -57,7 +59,7 @@ class Outcome:
 @dataclass(frozen=True)
 class _Existing:
     uuid: UUID
-    checksum: str | None
+    checksum: bytes | None
 
 
 class BatchWriter:
@@ -164,11 +166,12 @@ class BatchWriter:
         )
         new: list[int] = []
         changed: list[int] = []
+        sums = batch.checksums or []
         for i in candidates:
             known = existing.get(keys[i])
             if known is None:
                 new.append(i)
-            elif known.checksum != batch.checksums[i]:
+            elif known.checksum != sums[i]:
                 changed.append(i)
             else:
                 outcome.unchanged += 1
@@ -177,11 +180,14 @@ class BatchWriter:
         )
         hexes = {i: b"%032x" % u for i, u in ints.items()}
         written: list[int] = []
+        everything = len(new) == len(batch)
 
         def insert(part: Sequence[int]) -> None:
-            tails = batch.tails
-            self._copy(self._copy_target, [_line(hexes[i], tails[i]) for i in part])
-            self._copy_mappings(batch, part, hexes, batch_id)
+            # The whole batch (the usual case) is taken as it is, without picking rows.
+            rows = None if everything and len(part) == len(batch) else part
+            keys_hex = [hexes[i] for i in part]
+            self._copy(self._copy_target, batch.lines(rows, keys_hex))
+            self._copy_mappings(batch, part, keys_hex, batch_id)
 
         for i in self._bisect(new, insert, batch, bad):
             outcome.inserted += 1
@@ -189,9 +195,7 @@ class BatchWriter:
             written.append(i)
 
         def update(part: Sequence[int]) -> None:
-            self._stage_rows(
-                [_line(existing[keys[i]].uuid.hex.encode(), batch.tails[i]) for i in part]
-            )
+            self._stage_rows(batch.lines(part, [existing[keys[i]].uuid.hex.encode() for i in part]))
             self._apply_stage()
             self._update_checksums(batch, part, batch_id)
 
@@ -207,31 +211,31 @@ class BatchWriter:
         ).format(self._mapping_table)
         with self.conn.cursor() as cur:
             rows = cur.execute(statement, (self.load.name, low, high)).fetchall()
-        return {r[0]: _Existing(r[1], r[2]) for r in rows}
+        return {r[0]: _Existing(r[1], r[2].encode() if r[2] else None) for r in rows}
 
     def _copy_mappings(
-        self, batch: Batch, part: Sequence[int], hexes: dict[int, bytes], batch_id: str
+        self, batch: Batch, part: Sequence[int], keys_hex: list[bytes], batch_id: str
     ) -> None:
+        """The mapping rows of ``part`` (whose new UUIDs are ``keys_hex``), joined in C.
+
+        Their own primary key counts up from a fresh uuid7 prefix, in legacy-ID order, so all
+        three indexes of the mapping table take the batch at their right edge.
+        """
         prefix = uuid7_batch_prefix().encode()
-        head = b"\t".join((self._entity_text, b"%d"))
-        tail = b"\t".join((escape(batch_id.encode()), self._source_text, self._target_text))
-        lines = [
-            b"%s%08x\t%s\t%s\t%s\t%s\n"
-            % (
-                prefix,
-                n,
-                head % batch.keys[i],
-                hexes[i],
-                tail,
-                (batch.checksums[i] or "\\N").encode(),
-            )
-            for n, i in enumerate(part)
-        ]
+        ids = [b"%s%08x" % (prefix, n) for n in range(len(part))]
+        legacy = [b"%d" % batch.keys[i] for i in part]
+        sums = batch.checksums
+        checksums = [sums[i] for i in part] if sums is not None else [b"\\N"] * len(part)
+        middle = b"\t".join((escape(batch_id.encode()), self._source_text, self._target_text))
+        entity = repeat(self._entity_text)
+        body = b"\n".join(
+            map(b"\t".join, zip(ids, entity, legacy, keys_hex, repeat(middle), checksums))
+        )
         statement = sql.SQL(
             "COPY {} (id, entity_type, legacy_id, uuid_id, migration_batch, source_table,"
             " target_table, checksum) FROM STDIN"
         ).format(self._mapping_table)
-        self._copy(statement, lines)
+        self._copy(statement, body + b"\n")
 
     def _update_checksums(self, batch: Batch, part: Sequence[int], batch_id: str) -> None:
         statement = sql.SQL(
@@ -242,8 +246,9 @@ class BatchWriter:
             """
         ).format(self._mapping_table)
         ids = [batch.keys[i] for i in part]
-        sums = [batch.checksums[i] for i in part]
-        with self.conn.cursor() as cur:
+        checksums = batch.checksums or []
+        sums = [checksums[i].decode() for i in part]
+        with mapping.cursor(self.conn) as cur:  # registers the Int8Array dumper
             cur.execute(statement, (batch_id, mapping.Int8Array.of(ids), sums, self.load.name))
 
     # -- entities that keep their key ----------------------------------------------------------
@@ -254,7 +259,7 @@ class BatchWriter:
         if self.fresh:
             written = self._bisect(
                 candidates,
-                lambda part: self._copy(self._copy_target, [batch.tails[i] + b"\n" for i in part]),
+                lambda part: self._copy(self._copy_target, batch.lines(part)),
                 batch,
                 bad,
             )
@@ -263,7 +268,7 @@ class BatchWriter:
         counts = [0, 0]
 
         def upsert(part: Sequence[int]) -> None:
-            self._stage_rows([batch.tails[i] + b"\n" for i in part])
+            self._stage_rows(batch.lines(part))
             updated, inserted = self._apply_stage(only_changed=True)
             counts[0] += updated
             counts[1] += inserted
@@ -276,7 +281,7 @@ class BatchWriter:
 
     # -- staging -------------------------------------------------------------------------------
 
-    def _stage_rows(self, lines: list[bytes]) -> None:
+    def _stage_rows(self, lines: bytes) -> None:
         with self.conn.cursor() as cur:
             if not self._stage_ready:
                 cur.execute(
@@ -330,9 +335,9 @@ class BatchWriter:
 
     # -- shared --------------------------------------------------------------------------------
 
-    def _copy(self, statement: sql.Composed, lines: list[bytes]) -> None:
+    def _copy(self, statement: sql.Composed, data: bytes) -> None:
         with self.conn.cursor() as cur, cur.copy(statement) as copy:
-            copy.write(b"".join(lines))
+            copy.write(data)
 
     def _bisect(
         self,
@@ -350,11 +355,16 @@ class BatchWriter:
                 with self.conn.transaction():
                     attempt(part)
             except psycopg.Error as exc:
+                # the rolled-back savepoint may have taken the stage's CREATE TEMP TABLE with it
+                self._stage_ready = False
                 error = translate(exc)
                 if isinstance(error, TransientDatabaseError) or self.conn.broken:
                     raise error from exc
                 if len(part) == 1:
-                    bad[part[0]] = self._entry(batch, part[0], "rejected", _reason(exc))
+                    column = self._refused_column(exc, batch.rows[part[0]])
+                    bad[part[0]] = self._entry(
+                        batch, part[0], "rejected", _reason(exc, column), column=column
+                    )
                 else:
                     mid = len(part) // 2
                     pending.append(part[mid:])
@@ -363,6 +373,21 @@ class BatchWriter:
             done.extend(part)
         done.sort()
         return done
+
+    def _refused_column(self, exc: psycopg.Error, row: Sequence[bytes]) -> str | None:
+        """The source column of the value the target refused, when the error tells."""
+        diag = exc.diag
+        by_target = {c.target: c.source for c in self.load.columns}
+        if diag.column_name:
+            return by_target.get(diag.column_name, diag.column_name)
+        found = _CONTEXT_COLUMN.search(diag.context or "")
+        if found:
+            return by_target.get(found[1], found[1])
+        if diag.sqlstate == "22021":  # a NUL byte or invalid UTF-8: COPY names no column
+            for col, f in zip(self.load.columns, row, strict=False):
+                if b"\x00" in f or not _is_utf8(f):
+                    return col.source
+        return None
 
     def _key_text(self, batch: Batch, i: int) -> str:
         key = batch.keys[i]
@@ -387,15 +412,24 @@ class BatchWriter:
         )
 
 
-def _line(key: bytes, tail: bytes) -> bytes:
-    return key + b"\t" + tail + b"\n" if tail else key + b"\n"
+# COPY's error context names the field it was parsing: 'COPY t, line 1, column a: "70000"'.
+_CONTEXT_COLUMN = re.compile(r"^COPY .*?, line \d+, column (.+?): ")
 
 
-def _reason(exc: psycopg.Error) -> str:
+def _is_utf8(field: bytes) -> bool:
+    try:
+        field.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _reason(exc: psycopg.Error, column: str | None = None) -> str:
     diag = exc.diag
     text = (diag.message_primary or str(exc).splitlines()[0] or type(exc).__name__).strip()
     if diag.message_detail:
         text += f" ({diag.message_detail.strip()})"
-    if diag.column_name:
-        text = f"column {diag.column_name}: {text}"
+    column = column or diag.column_name
+    if column:
+        text = f"column {column}: {text}"
     return text

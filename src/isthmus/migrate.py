@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,12 +30,13 @@ from isthmus.batch_writer import BatchWriter, Outcome
 from isthmus.errors import IsthmusError, TransientDatabaseError
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.mapping_cache import MappingCache
+from isthmus.pipeline import Pipeline
 from isthmus.state.enums import CheckpointStatus, OperationType
 from isthmus.state.models import MigrationCheckpoint
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore
 from isthmus.target import reflect_table
-from isthmus.transform import transform
+from isthmus.transform import Batch, transform
 from isthmus.uuids import make_generator
 from isthmus.workspace import Workspace
 
@@ -151,6 +153,7 @@ def run_migration(
     size = batch_size or config.migration.batch_size
     started = time.perf_counter()
     conn = ws.connect_target()
+    run: _Run | None = None
     try:
         target_session(conn)
         loads = [
@@ -167,12 +170,14 @@ def run_migration(
         results = [run.entity(load) for load in loads]
         for load, result in zip(loads, results, strict=True):
             if load.deferred:
-                result.references_updated = references.link(run, load)
+                result.references_updated = references.link(run, load, result.outcome)
         pending = run.apply_pending_ddl()
         warnings = ws.source.take_warnings()
         open_count = run.open_quarantine([load.name for load in loads])
     finally:
         conn.close()
+        if run is not None:
+            run.close()
     return MigrationResult(results, time.perf_counter() - started, warnings, pending, open_count)
 
 
@@ -193,12 +198,23 @@ class _Run:
         self.schema = ws.state_schema
         self.store = StateStore(ws.state_schema)
         self.cache = MappingCache()
+        self.cache_lock = threading.Lock()
+        self.read_conn = ws.connect_target(autocommit=True)
         migration = ws.config.migration
         self.generator = make_generator(migration.uuid, migration.uuid_namespace)
         self.on_orphan = migration.on_orphan
 
+    def close(self) -> None:
+        self.read_conn.close()
+        self.conn.close()
+
     def resolve(self, parent: str, ids: Sequence[int]) -> dict[int, bytes]:
-        return self.cache.resolve_hex(self.conn, self.schema, parent, ids)
+        """Parents' UUIDs for the reading thread: its own connection (the writer thread owns
+        ``conn``), and the cache under a lock (the writer adds the new mappings)."""
+        with self.cache_lock:
+            if self.read_conn.closed or self.read_conn.broken:
+                self.read_conn = self.ws.connect_target(autocommit=True)
+            return self.cache.resolve_hex(self.read_conn, self.schema, parent, ids)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -301,42 +317,53 @@ class _Run:
                 fresh=fresh,
             )
             self.conn.commit()
+
+            def write(job: tuple[Batch, str, int], writer: BatchWriter = writer) -> None:
+                batch, last_key, done = job
+                outcome = self._commit_batch(
+                    load=load,
+                    writer=writer,
+                    batch=batch,
+                    checkpoint_id=checkpoint.id,
+                    last=last_key,
+                    processed=done,
+                )
+                result.rows_read += len(batch)
+                result.outcome.add(outcome)
+                if self.progress:
+                    self.progress.advance(load.name, len(batch))
+
+            pipeline: Pipeline[tuple[Batch, str, int]] = Pipeline(write, name=load.name)
             try:
-                for rows in self.ws.source.stream_text(
+                for columns in self.ws.source.stream_columns(
                     load.source_table,
                     load.read_columns,
                     load.key_columns,
                     after=_after(load, last),
                     batch_size=self.batch_size,
                 ):
-                    batch = transform(load, rows, self.resolve)
-                    last = _last_key(load, batch.keys[-1], rows[-1])
-                    processed += len(rows)
-                    outcome = self._commit_batch(
-                        load=load,
-                        writer=writer,
-                        batch=batch,
-                        checkpoint_id=checkpoint.id,
-                        last=last,
-                        processed=processed,
-                    )
-                    result.rows_read += len(rows)
-                    result.outcome.add(outcome)
+                    batch = transform(load, columns, self.resolve)
+                    last = _last_key(load, batch.keys[-1], batch.rows[len(batch) - 1])
+                    processed += len(batch)
+                    pipeline.submit((batch, last, processed))
                     attempts = 0
-                    if self.progress:
-                        self.progress.advance(load.name, len(rows))
+                pipeline.close()
                 return
             except TransientDatabaseError as exc:
+                pipeline.abort()
                 attempts += 1
                 self._recover(exc, attempts)
                 processed, last = self._reread(checkpoint.id)
+            except BaseException:
+                pipeline.abort()
+                raise
 
     def _commit_batch(
         self,
         *,
         load: EntityLoad,
         writer: BatchWriter,
-        batch: Any,
+        batch: Batch,
         checkpoint_id: UUID,
         last: str,
         processed: int,
@@ -355,7 +382,8 @@ class _Run:
                     conn.close()
             raise
         if outcome.new_mappings:
-            self.cache.put_ints(load.name, outcome.new_mappings)
+            with self.cache_lock:
+                self.cache.put_ints(load.name, outcome.new_mappings)
         return outcome
 
     def _recover(self, exc: TransientDatabaseError, attempts: int) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from isthmus import quarantine
-from isthmus.batch_writer import OrphanRefused
+from isthmus.batch_writer import OrphanRefused, Outcome
 from isthmus.canonical import NULL
 from isthmus.loadplan import EntityLoad
 from isthmus.quarantine import Quarantined
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from isthmus.migrate import _Run
 
 
-def link(run: _Run, load: EntityLoad) -> int:
-    """Set the deferred reference columns of ``load``'s target rows; returns rows changed."""
+def link(run: _Run, load: EntityLoad, outcome: Outcome | None = None) -> int:
+    """Set the deferred reference columns of ``load``'s target rows; returns rows changed.
+    Orphans set NULL (``on_orphan = "null"``) are counted in ``outcome``."""
     deferred = load.deferred
     key = load.columns[0]
     names = [c.target for c in deferred]
@@ -53,6 +54,7 @@ def link(run: _Run, load: EntityLoad) -> int:
     conn = run.conn
     with conn.cursor() as cur:
         cur.execute(create)
+    waiting = _waiting(run, load)  # rows quarantined by an earlier pass for a deferred orphan
     conn.commit()
     for rows in run.ws.source.stream_text(
         load.source_table,
@@ -72,13 +74,20 @@ def link(run: _Run, load: EntityLoad) -> int:
             for i, col in enumerate(deferred)
         ]
         lines: list[bytes] = []
+        present: set[int] = set()
         for i, value in enumerate(legacy):
             uuid = mine.get(int(value)) if value != NULL else None
             if uuid is None:
                 continue  # the row itself is not in the target (quarantined)
+            present.add(i)
             fields = [uuid, *(t[i] for t in translated)]
             lines.append(b"\t".join(fields) + b"\n")
+        orphans = [o for o in orphans if o.index in present]
+        if outcome is not None and run.on_orphan == "null":
+            outcome.orphans_nulled += len(orphans)
         bad = _orphans(run, load, rows, orphans, legacy)
+        lost = {o.index for o in orphans}
+        healed = [legacy[i].decode() for i in present - lost if legacy[i].decode() in waiting]
         with conn.cursor() as cur:
             cur.execute(sql.SQL("TRUNCATE {}").format(stage))
             with cur.copy(copy) as out:
@@ -89,8 +98,22 @@ def link(run: _Run, load: EntityLoad) -> int:
             quarantine.record(
                 conn, run.schema, load.name, load.source_table, bad, checkpoint_id=None
             )
+        if healed:
+            quarantine.resolve_keys(conn, run.schema, load.name, healed)
         conn.commit()
     return changed
+
+
+def _waiting(run: _Run, load: EntityLoad) -> set[str]:
+    """Legacy keys of open orphan entries on the deferred columns: once their reference
+    translates, this pass resolves them (the row itself did not change, so nothing else will)."""
+    statement = sql.SQL(
+        "SELECT legacy_key FROM {} WHERE entity_type = %s AND NOT resolved AND kind = 'orphan'"
+        " AND column_name = ANY(%s)"
+    ).format(sql.Identifier(run.schema, quarantine.TABLE))
+    with run.conn.cursor() as cur:
+        rows = cur.execute(statement, (load.name, [c.source for c in load.deferred])).fetchall()
+    return {r[0] for r in rows}
 
 
 def _orphans(

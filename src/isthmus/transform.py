@@ -1,25 +1,30 @@
-"""One batch of source rows → target lines, legacy keys, checksums and orphans.
+"""One batch of source rows → target fields, legacy keys, checksums and orphans.
 
-Column at a time, not row at a time: the batch is transposed once (``zip(*rows)``), each
-column that needs work is mapped by one function, identity columns are not touched, and
-the lines are joined back in C. References are translated through the mapping cache in
+Column at a time, not row at a time: the batch arrives as columns (``stream_columns``),
+each column that needs work is mapped by one function, identity columns are not touched,
+and lines are joined back in C. References are translated through the mapping cache in
 bulk (one query per parent for the cache's misses, never one per row).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from isthmus import canonical
 from isthmus.canonical import NULL
+from isthmus.copytext import unescape
 from isthmus.loadplan import ColumnLoad, EntityLoad
 
 Fields = Sequence[bytes]
 # (parent entity, legacy IDs) → their UUIDs as 32 hex digits; IDs mapped nowhere are absent.
 Resolver = Callable[[str, Sequence[int]], dict[int, bytes]]
+
+_hexdigest = methodcaller("hexdigest")
 
 
 @dataclass
@@ -30,45 +35,73 @@ class Orphan:
     value: str
 
 
+class Rows:
+    """The batch's rows as read, built from its columns only when a row is asked for."""
+
+    def __init__(self, columns: Sequence[Fields]) -> None:
+        self.columns = columns
+
+    def __getitem__(self, i: int) -> list[bytes]:
+        return [c[i] for c in self.columns]
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+
 @dataclass
 class Batch:
-    rows: Sequence[Fields]  # as read (COPY-text fields in the load's read order)
-    keys: list[Any]  # legacy key of each row: an int, or a tuple for a kept key
-    tails: list[bytes]  # target line of each row without the UUID key (with it otherwise)
-    checksums: list[str | None]
+    columns: Sequence[Fields]  # as read: COPY-text fields per read column
+    keys: list[Any]  # legacy key of each row: an int, or a tuple of texts for a kept key
+    target: list[Fields]  # target fields per written column (without a UUID key)
+    checksums: list[bytes] | None  # md5 hex of the canonical row (UUID-keyed entities)
     orphans: list[Orphan] = field(default_factory=list)
     unreadable: dict[int, str] = field(default_factory=dict)  # row → why its key is bad
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.keys)
+
+    @property
+    def rows(self) -> Rows:
+        return Rows(self.columns)
+
+    def lines(self, part: Sequence[int] | None, lead: Sequence[bytes] | None = None) -> bytes:
+        """COPY text of the rows ``part`` (all when None): ``lead`` fields, then the target's."""
+        columns = [take(c, part) for c in self.target]
+        if lead is not None:
+            columns.insert(0, lead)
+        if not columns:
+            return b""
+        body = b"\n".join(map(b"\t".join, zip(*columns, strict=True)))
+        return body + b"\n" if body or len(columns[0]) else b""
 
 
-def _key_value(fields: Fields, count: int) -> Any:
-    from isthmus.copytext import unescape
+def take(values: Sequence[Any], part: Sequence[int] | None) -> Sequence[Any]:
+    """``values`` at the positions ``part`` (all of them when None), picked in C."""
+    if part is None:
+        return values
+    if len(part) == 1:
+        return [values[part[0]]]
+    if not part:
+        return []
+    return itemgetter(*part)(values)  # type: ignore[no-any-return]
 
-    values = tuple(unescape(f).decode("utf-8", "surrogateescape") for f in fields[:count])
-    return values
 
-
-def transform(load: EntityLoad, rows: Sequence[Fields], resolve: Resolver) -> Batch:
-    """Everything the writer needs about ``rows`` (a non-empty batch in key order)."""
-    n = len(rows)
-    columns = list(zip(*rows, strict=True))
+def transform(load: EntityLoad, columns: Sequence[Fields], resolve: Resolver) -> Batch:
+    """Everything the writer needs about a non-empty batch read in key order."""
+    n = len(columns[0])
     unreadable: dict[int, str] = {}
     if load.uuid_keyed:
-        keys: list[Any] = []
-        for i, raw in enumerate(columns[0]):
-            try:
-                keys.append(int(load.columns[0].normalizer.canonical(raw)))
-            except ValueError:
-                keys.append(None)
-                unreadable[i] = f"key {load.columns[0].source} = {raw!r} is not an integer"
+        key_col = load.columns[0]
+        keys: list[Any] = _integer_keys(key_col, columns[0], unreadable)
     else:
-        keys = [_key_value(r, load.key_count) for r in rows]
+        keys = [
+            tuple(unescape(f).decode("utf-8", "surrogateescape") for f in row)
+            for row in zip(*columns[: load.key_count], strict=True)
+        ]
 
     orphans: list[Orphan] = []
-    canon: list[Sequence[bytes]] = []
-    target: list[Sequence[bytes]] = []
+    canon: list[Fields] = []
+    target: list[Fields] = []
     for position, col in enumerate(load.columns):
         values = columns[position]
         if col.role == "key" and load.uuid_keyed:
@@ -84,27 +117,37 @@ def transform(load: EntityLoad, rows: Sequence[Fields], resolve: Resolver) -> Ba
         norm = col.normalizer
         if norm.to_target is norm.canonical:
             target.append(canonical_values)
+        elif norm.to_target is canonical.identity:
+            target.append(values)
         else:
-            target.append(
-                values if norm.to_target is canonical.identity else _map(norm.to_target, values)
-            )
+            target.append(list(map(norm.to_target, values)))
 
+    sums: list[bytes] | None = None
     if load.uuid_keyed:
-        lines = list(map(b"\t".join, zip(*canon, strict=True))) if canon else [b""] * n
-        sums: list[str | None] = list(canonical.checksums(lines))
-    else:
-        sums = [None] * n
-    tails = list(map(b"\t".join, zip(*target, strict=True))) if target else [b""] * n
-    return Batch(rows, keys, tails, sums, orphans, unreadable)
+        lines = map(b"\t".join, zip(*canon, strict=True)) if canon else [b""] * n
+        md5 = hashlib.md5
+        sums = list(map(str.encode, map(_hexdigest, map(md5, lines))))
+    return Batch(columns, keys, target, sums, orphans, unreadable)
 
 
-def _map(fn: canonical.FieldFn, values: Sequence[bytes]) -> list[bytes]:
-    return list(map(fn, values))
+def _integer_keys(col: ColumnLoad, values: Fields, unreadable: dict[int, str]) -> list[Any]:
+    canon = _canonical(col, values)
+    try:
+        return list(map(int, canon))
+    except ValueError:
+        keys: list[Any] = []
+        for i, raw in enumerate(canon):
+            try:
+                keys.append(int(raw))
+            except ValueError:
+                keys.append(None)
+                unreadable[i] = f"key {col.source} = {raw!r} is not an integer"
+        return keys
 
 
-def _canonical(col: ColumnLoad, values: Sequence[bytes]) -> Sequence[bytes]:
+def _canonical(col: ColumnLoad, values: Fields) -> Fields:
     fn = col.normalizer.canonical
-    return values if fn is canonical.identity else _map(fn, values)
+    return values if fn is canonical.identity else list(map(fn, values))
 
 
 def translate_references(

@@ -185,6 +185,49 @@ class Source(SourceDialect):
         batch_size: int = 10_000,
         since: tuple[str, Any] | None = None,
     ) -> Generator[list[list[bytes]], None, None]:
+        sql, params, cols, masks, types = self._text_query(
+            table, columns, key, after=after, upto=upto, since=since
+        )
+        encode = mysql_text.text_batch(
+            [mysql_text.transform_of(types.get(c, "")) for c in cols],
+            masks,
+            [(table, c) for c in cols],
+            self.zero_dates,
+        )
+        return self._read(sql, params, encode, batch_size, f"reading table {table!r}", raw=True)
+
+    def stream_columns(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        *,
+        after: Sequence[Any] | None = None,
+        upto: Sequence[Any] | None = None,
+        batch_size: int = 10_000,
+        since: tuple[str, Any] | None = None,
+    ) -> Generator[list[Sequence[bytes]], None, None]:
+        sql, params, cols, masks, types = self._text_query(
+            table, columns, key, after=after, upto=upto, since=since
+        )
+        encode = mysql_text.column_batch(
+            [mysql_text.transform_of(types.get(c, "")) for c in cols],
+            masks,
+            [(table, c) for c in cols],
+            self.zero_dates,
+        )
+        return self._read(sql, params, encode, batch_size, f"reading table {table!r}", raw=True)
+
+    def _text_query(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        *,
+        after: Sequence[Any] | None,
+        upto: Sequence[Any] | None,
+        since: tuple[str, Any] | None,
+    ) -> tuple[str, list[Any], tuple[str, ...], Any, dict[str, str]]:
         cols, keys, low, high = check_stream_args(table, columns, key, after, upto)
         cursor_col = check_since(table, since)
         select, masks, types = self._select_parts(table, cols)
@@ -200,14 +243,7 @@ class Source(SourceDialect):
         sql = select_ordered(self.quote(table), select, quoted_keys, where)
         if self.driver == "pymysql":
             sql = sql.replace("%", "%%")
-        sql = sql.replace("\0", "%s")
-        encode = mysql_text.text_batch(
-            [mysql_text.transform_of(types.get(c, "")) for c in cols],
-            masks,
-            [(table, c) for c in cols],
-            self.zero_dates,
-        )
-        return self._read(sql, params, encode, batch_size, f"reading table {table!r}", raw=True)
+        return sql.replace("\0", "%s"), params, cols, masks, types
 
     def _read(
         self,

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from isthmus.copytext import NULL, escape, hex_bytea
+from isthmus.copytext import NULL, escape, escape_column, hex_bytea
 
 Transform = Literal["plain", "escape", "hex"]
 TextBatch = Callable[[Sequence[Sequence[bytes | None]]], list[list[bytes]]]
@@ -94,3 +94,57 @@ def text_batch(
     exec(compile(source, "<isthmus.dialects.mysql_text>", "exec"), namespace)
     encode: TextBatch = namespace["encode"]
     return encode
+
+
+TextColumns = Callable[[Sequence[Sequence[bytes | None]]], list[Sequence[bytes]]]
+
+
+def column_batch(
+    transforms: Sequence[Transform],
+    masks: Sequence[Sequence[int]],
+    names: Sequence[tuple[str, str]],
+    counter: Counter[tuple[str, str]],
+) -> TextColumns:
+    """Like :func:`text_batch`, but the batch comes out as columns: one transposition in C,
+    then per column only what it needs (a NULL pass when it holds one, escaping of the whole
+    column at once); a plain column without NULLs is not touched at all."""
+    width = len(transforms)
+
+    def encode(batch: Sequence[Sequence[bytes | None]]) -> list[Sequence[bytes]]:
+        columns: list[Sequence[bytes | None]] = list(zip(*batch, strict=True))
+        for j, group in enumerate(masks):
+            flags = columns[width + j]
+            if any(f != b"0" for f in flags):
+                _null_zero_dates(columns, flags, group, names, counter)
+        out: list[Sequence[bytes]] = []
+        for i, how in enumerate(transforms):
+            col = columns[i]
+            if how == "escape":
+                out.append(escape_column(col))
+            elif how == "hex":
+                out.append([NULL if v is None else hex_bytea(v) for v in col])
+            elif None in col:
+                out.append([NULL if v is None else v for v in col])
+            else:
+                out.append(col)  # type: ignore[arg-type]  # no None in it
+        return out
+
+    return encode
+
+
+def _null_zero_dates(
+    columns: list[Sequence[bytes | None]],
+    flags: Sequence[bytes | None],
+    group: Sequence[int],
+    names: Sequence[tuple[str, str]],
+    counter: Counter[tuple[str, str]],
+) -> None:
+    for row, flag in enumerate(flags):
+        mask = int(flag or b"0")
+        for bit, i in enumerate(group):
+            if mask >> bit & 1:
+                col = columns[i]
+                if not isinstance(col, list):
+                    col = columns[i] = list(col)
+                col[row] = None
+                counter[names[i]] += 1
