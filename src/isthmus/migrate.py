@@ -27,7 +27,7 @@ from psycopg import sql
 
 from isthmus import references
 from isthmus.batch_writer import BatchWriter, Outcome
-from isthmus.errors import IsthmusError, TransientDatabaseError
+from isthmus.errors import IsthmusError, TransientDatabaseError, UsageError
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.mapping_cache import MappingCache
 from isthmus.pipeline import Pipeline
@@ -167,6 +167,7 @@ def run_migration(
         ]
         conn.commit()
         run = _Run(ws, conn, size, progress)
+        run.check_parents(loads)
         results = [run.entity(load) for load in loads]
         for load, result in zip(loads, results, strict=True):
             if load.deferred:
@@ -203,6 +204,28 @@ class _Run:
         migration = ws.config.migration
         self.generator = make_generator(migration.uuid, migration.uuid_namespace)
         self.on_orphan = migration.on_orphan
+
+    def check_parents(self, loads: Sequence[EntityLoad]) -> None:
+        """Refuse to migrate a child whose parent entity was never migrated: every one of its
+        rows would be an orphan. (Parents selected in this run come first, by plan order.)"""
+        selected = {load.name for load in loads}
+        completed = self._completed_entities()
+        for load in loads:
+            for parent in sorted(set(load.planned.entity.references.values()) - selected):
+                if parent not in completed:
+                    raise UsageError(
+                        f"entity {load.name} references {parent}, which has not been migrated"
+                        f" yet: run `isthmus migrate --entity {parent}` first, or include it"
+                    )
+
+    def _completed_entities(self) -> set[str]:
+        statement = sql.SQL(
+            "SELECT DISTINCT entity_type FROM {} WHERE operation_type = 'differential_migration'"
+            " AND job_id IS NULL AND status = 'completed'"
+        ).format(sql.Identifier(self.schema, "migration_checkpoints"))
+        rows = self.conn.execute(statement).fetchall()
+        self.conn.commit()
+        return {str(r[0]) for r in rows}
 
     def close(self) -> None:
         self.read_conn.close()

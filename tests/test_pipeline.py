@@ -1,0 +1,101 @@
+"""The writer thread behind the migration: order, back-pressure, errors, abort."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from isthmus.copytext import NULL, escape, escape_column
+from isthmus.pipeline import Pipeline
+
+
+def test_items_are_written_in_submission_order_by_one_thread() -> None:
+    seen: list[int] = []
+    threads: set[int] = set()
+
+    def write(item: int) -> None:
+        threads.add(threading.get_ident())
+        time.sleep(0.001)
+        seen.append(item)
+
+    pipe: Pipeline[int] = Pipeline(write, depth=2)
+    for i in range(50):
+        pipe.submit(i)
+    pipe.close()
+    assert seen == list(range(50))
+    assert len(threads) == 1 and threading.get_ident() not in threads
+
+
+def test_submit_blocks_while_the_queue_is_full() -> None:
+    release = threading.Event()
+    written: list[int] = []
+
+    def write(item: int) -> None:
+        release.wait(5)
+        written.append(item)
+
+    pipe: Pipeline[int] = Pipeline(write, depth=1)
+    pipe.submit(1)  # taken by the writer, which waits
+    time.sleep(0.05)
+    pipe.submit(2)  # fills the queue
+    done = threading.Event()
+
+    def third() -> None:
+        pipe.submit(3)
+        done.set()
+
+    threading.Thread(target=third, daemon=True).start()
+    assert not done.wait(0.3), "a third batch must wait for room"
+    release.set()
+    assert done.wait(5)
+    pipe.close()
+    assert written == [1, 2, 3]
+
+
+def test_a_writer_error_reaches_the_submitter_and_stops_writing() -> None:
+    written: list[int] = []
+
+    def write(item: int) -> None:
+        if item == 3:
+            raise ValueError("batch 3 refused")
+        written.append(item)
+
+    pipe: Pipeline[int] = Pipeline(write, depth=1)
+    with pytest.raises(ValueError, match="batch 3 refused"):
+        for i in range(100):
+            pipe.submit(i)
+        pipe.close()
+    pipe.abort()
+    assert written == [0, 1, 2]
+
+
+def test_abort_drops_queued_items_and_lets_the_current_one_finish() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    written: list[int] = []
+
+    def write(item: int) -> None:
+        started.set()
+        release.wait(5)
+        written.append(item)
+
+    pipe: Pipeline[int] = Pipeline(write, depth=3)
+    pipe.submit(1)
+    assert started.wait(5)
+    pipe.submit(2)
+    pipe.submit(3)
+    threading.Timer(0.1, release.set).start()
+    pipe.abort()
+    assert written == [1]
+
+
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=20)), max_size=30))
+def test_escaping_a_column_at_once_equals_escaping_each_value(
+    values: list[bytes | None],
+) -> None:
+    expected = [NULL if v is None else escape(v) for v in values]
+    assert escape_column(values) == expected
