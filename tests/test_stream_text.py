@@ -34,13 +34,16 @@ Fields = list[list[bytes]]
 def test_escape_round_trip(raw: bytes) -> None:
     escaped = escape(raw)
     assert unescape(escaped) == raw
-    assert not any(c in escaped for c in b"\t\n\r")
-    # every backslash starts one of the four escapes
+    assert not any(c in escaped for c in b"\t\n\r\b\f\v")
+    # every backslash starts one of the escapes COPY TO writes
     assert (
         escaped.replace(b"\\\\", b"")
         .replace(b"\\t", b"")
         .replace(b"\\n", b"")
         .replace(b"\\r", b"")
+        .replace(b"\\b", b"")
+        .replace(b"\\f", b"")
+        .replace(b"\\v", b"")
         .count(b"\\")
         == 0
     )

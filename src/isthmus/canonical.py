@@ -6,7 +6,7 @@ field is put in canonical form by the *kind* of the target column it lands in:
 
 - integers in plain decimal, decimals by value (``12.30`` and ``12.3`` are one value,
   never an exponent), floats at a declared precision (15 significant digits for
-  ``double precision``, 6 for ``real``), booleans as ``t``/``f`` (``1``/``0`` too);
+  ``double precision``; ``real`` rounded to single precision), booleans as ``t``/``f`` (``1``/``0`` too);
 - timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC (a timestamp without a zone is
   taken as UTC), dates as ``YYYY-MM-DD``, times as ``HH:MM:SS.ffffff``;
 - text as UTF-8 exactly (trailing spaces count), UUIDs in lower case, bytes as lower-case
@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,7 +202,19 @@ def _float_normalizer(digits: int) -> FieldFn:
 
 
 norm_float8 = _float_normalizer(15)
-norm_float4 = _float_normalizer(6)
+_norm_float4_digits = _float_normalizer(9)  # 9 significant digits tell every float32 apart
+
+
+def norm_float4(field: Field) -> Field:
+    """A ``real``: the value rounded to single precision first (as PostgreSQL stores it), so
+    that ``0.10000000149011612`` and ``0.1`` agree, and so do subnormals of few digits."""
+    if field == NULL:
+        return field
+    try:
+        single = struct.unpack("f", struct.pack("f", float(field)))[0]
+    except (ValueError, OverflowError):
+        return field
+    return _norm_float4_digits(repr(single).encode())
 
 
 def norm_boolean(field: Field) -> Field:
@@ -311,11 +324,9 @@ def _jsonb_dump(value: Any) -> str:
 
 
 def _decimal_json(value: Decimal) -> str:
-    # jsonb keeps a number's scale as written (1.0 stays 1.0) but drops an exponent.
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < 0:
-        return format(value, "f")
-    return format(value.quantize(Decimal(1)), "f") if exponent else format(value, "f")
+    # jsonb keeps a number's scale as written (1.0 stays 1.0) but drops an exponent
+    # (1E+28 prints all its digits; quantize would overflow the context) and a zero's sign.
+    return format(value.copy_abs() if value.is_zero() else value, "f")
 
 
 def norm_json(field: Field) -> Field:

@@ -109,7 +109,12 @@ def schema(ctx: Context, apply: bool) -> None:
 
 @main.command()
 @click.option("--entity", "entities", multiple=True, help="Only this entity (repeatable).")
-@click.option("--batch-size", type=click.IntRange(min=1, max=1_000_000), default=None, help="Rows per batch (default: migration.batch_size).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=None,
+    help="Rows per batch (default: migration.batch_size).",
+)
 @pass_ctx
 def migrate(ctx: Context, entities: tuple[str, ...], batch_size: int | None) -> None:
     """Differential migration into the target; resumes from checkpoints by itself."""
@@ -158,6 +163,7 @@ def quarantine_list(ctx: Context, entity: str | None, include_resolved: bool, li
 @pass_ctx
 def demo(ctx: Context, scale: int, workdir: Path) -> None:
     """The whole story on the embedded default: SQLite legacy database, embedded PostgreSQL target."""
+
     def call() -> Any:
         if not progress.wanted(ctx.as_json):
             return commands.demo(scale, workdir)
