@@ -10,17 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from isthmus.copytext import NULL, escape, escape_column
-from isthmus.pipeline import Pipeline
+from isthmus.pipeline import Pipeline, Turn
 
 
 def test_items_are_written_in_submission_order_by_one_thread() -> None:
     seen: list[int] = []
     threads: set[int] = set()
 
-    def write(item: int) -> None:
+    def write(item: int, lane: int, turn: Turn) -> None:
         threads.add(threading.get_ident())
         time.sleep(0.001)
-        seen.append(item)
+        with turn:
+            seen.append(item)
 
     pipe: Pipeline[int] = Pipeline(write, depth=2)
     for i in range(50):
@@ -30,13 +31,51 @@ def test_items_are_written_in_submission_order_by_one_thread() -> None:
     assert len(threads) == 1 and threading.get_ident() not in threads
 
 
+def test_two_lanes_prepare_at_once_but_commit_in_order() -> None:
+    committed: list[int] = []
+    lanes_used: set[int] = set()
+
+    def write(item: int, lane: int, turn: Turn) -> None:
+        lanes_used.add(lane)
+        time.sleep(0.01 if item % 3 == 0 else 0.001)  # some batches take longer to prepare
+        with turn:
+            committed.append(item)
+
+    pipe: Pipeline[int] = Pipeline(write, lanes=2, depth=2)
+    for i in range(40):
+        pipe.submit(i)
+    pipe.close()
+    assert committed == list(range(40))
+    assert lanes_used == {0, 1}
+
+
+def test_after_a_failure_no_later_batch_commits() -> None:
+    committed: list[int] = []
+
+    def write(item: int, lane: int, turn: Turn) -> None:
+        if item == 5:
+            time.sleep(0.02)
+            raise RuntimeError("batch 5 failed")
+        with turn:
+            committed.append(item)
+
+    pipe: Pipeline[int] = Pipeline(write, lanes=2, depth=2)
+    with pytest.raises(RuntimeError, match="batch 5 failed"):
+        for i in range(30):
+            pipe.submit(i)
+        pipe.close()
+    pipe.abort()
+    assert committed == [0, 1, 2, 3, 4]
+
+
 def test_submit_blocks_while_the_queue_is_full() -> None:
     release = threading.Event()
     written: list[int] = []
 
-    def write(item: int) -> None:
+    def write(item: int, lane: int, turn: Turn) -> None:
         release.wait(5)
-        written.append(item)
+        with turn:
+            written.append(item)
 
     pipe: Pipeline[int] = Pipeline(write, depth=1)
     pipe.submit(1)  # taken by the writer, which waits
@@ -59,10 +98,11 @@ def test_submit_blocks_while_the_queue_is_full() -> None:
 def test_a_writer_error_reaches_the_submitter_and_stops_writing() -> None:
     written: list[int] = []
 
-    def write(item: int) -> None:
+    def write(item: int, lane: int, turn: Turn) -> None:
         if item == 3:
             raise ValueError("batch 3 refused")
-        written.append(item)
+        with turn:
+            written.append(item)
 
     pipe: Pipeline[int] = Pipeline(write, depth=1)
     with pytest.raises(ValueError, match="batch 3 refused"):
@@ -78,10 +118,11 @@ def test_abort_drops_queued_items_and_lets_the_current_one_finish() -> None:
     release = threading.Event()
     written: list[int] = []
 
-    def write(item: int) -> None:
+    def write(item: int, lane: int, turn: Turn) -> None:
         started.set()
         release.wait(5)
-        written.append(item)
+        with turn:
+            written.append(item)
 
     pipe: Pipeline[int] = Pipeline(write, depth=3)
     pipe.submit(1)

@@ -30,7 +30,7 @@ from isthmus.batch_writer import BatchWriter, Outcome
 from isthmus.errors import IsthmusError, TransientDatabaseError, UsageError
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.mapping_cache import MappingCache
-from isthmus.pipeline import Pipeline
+from isthmus.pipeline import Pipeline, Turn
 from isthmus.state.enums import CheckpointStatus, OperationType
 from isthmus.state.models import MigrationCheckpoint
 from isthmus.state.schema import require_current
@@ -44,7 +44,11 @@ log = logging.getLogger(__name__)
 
 _LOCK_CLASS = 0x15_7A_06  # advisory lock class of "an entity being migrated"
 _RETRIES = 5
+_LANES = 2  # connections writing batches at once
 _UNFINISHED = {CheckpointStatus.IN_PROGRESS, CheckpointStatus.PAUSED, CheckpointStatus.FAILED}
+
+
+Lanes = list[tuple[psycopg.Connection[Any], BatchWriter]]
 
 
 class MigrationInterrupted(IsthmusError):
@@ -201,6 +205,8 @@ class _Run:
         self.cache = MappingCache()
         self.cache_lock = threading.Lock()
         self.read_conn = ws.connect_target(autocommit=True)
+        self.writers: list[psycopg.Connection[Any]] = []  # the writing lanes besides ``conn``
+        self.lock_conn: psycopg.Connection[Any] | None = None
         migration = ws.config.migration
         self.generator = make_generator(migration.uuid, migration.uuid_namespace)
         self.on_orphan = migration.on_orphan
@@ -228,8 +234,9 @@ class _Run:
         return {str(r[0]) for r in rows}
 
     def close(self) -> None:
-        self.read_conn.close()
-        self.conn.close()
+        for conn in [self.read_conn, self.conn, *self.writers, self.lock_conn]:
+            if conn is not None:
+                conn.close()
 
     def resolve(self, parent: str, ids: Sequence[int]) -> dict[int, bytes]:
         """Parents' UUIDs for the reading thread: its own connection (the writer thread owns
@@ -331,32 +338,33 @@ class _Run:
             self.progress.start(load.name, total, processed)
         attempts = 0
         while True:
-            writer = BatchWriter(
-                self.conn,
-                load,
-                state_schema=self.schema,
-                generator=self.generator,
-                on_orphan=self.on_orphan,
-                fresh=fresh,
-            )
-            self.conn.commit()
+            lanes = self._lanes(load, fresh)
 
-            def write(job: tuple[Batch, str, int], writer: BatchWriter = writer) -> None:
+            def write(
+                job: tuple[Batch, str, int], lane: int, turn: Turn, lanes: Lanes = lanes
+            ) -> None:
                 batch, last_key, done = job
+                conn, writer = lanes[lane]
                 outcome = self._commit_batch(
-                    load=load,
+                    conn=conn,
                     writer=writer,
                     batch=batch,
+                    turn=turn,
                     checkpoint_id=checkpoint.id,
                     last=last_key,
                     processed=done,
                 )
+                if outcome.new_mappings:
+                    with self.cache_lock:
+                        self.cache.put_ints(load.name, outcome.new_mappings)
                 result.rows_read += len(batch)
                 result.outcome.add(outcome)
                 if self.progress:
                     self.progress.advance(load.name, len(batch))
 
-            pipeline: Pipeline[tuple[Batch, str, int]] = Pipeline(write, name=load.name)
+            pipeline: Pipeline[tuple[Batch, str, int]] = Pipeline(
+                write, lanes=len(lanes), name=load.name
+            )
             try:
                 for columns in self.ws.source.stream_columns(
                     load.source_table,
@@ -381,22 +389,49 @@ class _Run:
                 pipeline.abort()
                 raise
 
+    def _lanes(
+        self, load: EntityLoad, fresh: bool
+    ) -> list[tuple[psycopg.Connection[Any], BatchWriter]]:
+        """A connection and a writer per writing thread: PostgreSQL works on two batches at
+        once (the mapping table's three indexes make its side the slower one)."""
+        while len(self.writers) < _LANES:
+            conn = self.ws.connect_target()
+            target_session(conn)
+            self.writers.append(conn)
+        lanes = []
+        for conn in [self.conn, *self.writers[: _LANES - 1]]:
+            writer = BatchWriter(
+                conn,
+                load,
+                state_schema=self.schema,
+                generator=self.generator,
+                on_orphan=self.on_orphan,
+                fresh=fresh,
+            )
+            conn.commit()
+            lanes.append((conn, writer))
+        return lanes
+
     def _commit_batch(
         self,
         *,
-        load: EntityLoad,
+        conn: psycopg.Connection[Any],
         writer: BatchWriter,
         batch: Batch,
+        turn: Turn,
         checkpoint_id: UUID,
         last: str,
         processed: int,
     ) -> Outcome:
-        conn = self.conn
         try:
-            # The progress UPDATE opens the transaction, so the writer's blocks are savepoints.
-            conn.execute(self._progress_statement(), (last, processed, processed, checkpoint_id))
-            outcome = writer.write(batch, f"{checkpoint_id}:{processed}", checkpoint_id)
-            conn.commit()
+            # Opens the transaction, so the writer's blocks are savepoints inside it.
+            conn.execute("SET LOCAL synchronous_commit = off")
+            outcome = writer.write(batch, _batch_id(checkpoint_id, processed), checkpoint_id)
+            with turn:  # every earlier batch has committed: this one may
+                conn.execute(
+                    self._progress_statement(), (last, processed, processed, checkpoint_id)
+                )
+                conn.commit()
         except BaseException:
             if not conn.closed:
                 try:
@@ -404,9 +439,6 @@ class _Run:
                 except psycopg.Error:
                     conn.close()
             raise
-        if outcome.new_mappings:
-            with self.cache_lock:
-                self.cache.put_ints(load.name, outcome.new_mappings)
         return outcome
 
     def _recover(self, exc: TransientDatabaseError, attempts: int) -> None:
@@ -422,6 +454,10 @@ class _Run:
             target_session(self.conn)
         else:
             self.conn.rollback()
+        for conn in self.writers:
+            if not conn.closed:
+                conn.close()
+        self.writers = []
 
     def _reread(self, checkpoint_id: UUID) -> tuple[int, str | None]:
         with self.ws.engine.connect() as sa:
@@ -430,6 +466,8 @@ class _Run:
 
     def _interrupted(self, checkpoint_id: UUID, load: EntityLoad) -> None:
         self.conn.close()
+        for conn in self.writers:
+            conn.close()
         self._set_status(checkpoint_id, CheckpointStatus.PAUSED)
         _, last = self._reread(checkpoint_id)
         where = f"after key {last}" if last else "at the start"
@@ -450,24 +488,25 @@ class _Run:
         return _LOCK_CLASS, f"{self.schema}.{load.name}"
 
     def _lock(self, load: EntityLoad) -> None:
+        """A session advisory lock on a connection of its own (one that nothing else uses,
+        so no reconnect can drop it); released by ``_unlock`` or when the process dies."""
         cls, name = self._lock_key(load)
-        row = self.conn.execute(
+        if self.lock_conn is None or self.lock_conn.closed:
+            self.lock_conn = self.ws.connect_target(autocommit=True)
+        row = self.lock_conn.execute(
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (cls, name)
         ).fetchone()
-        self.conn.commit()
         if not (row and row[0]):
             raise EntityBusy(
                 f"entity {load.name} is being migrated by another isthmus process right now"
             )
 
     def _unlock(self, load: EntityLoad) -> None:
-        if self.conn.closed:
+        if self.lock_conn is None or self.lock_conn.closed:
             return  # a closed session holds no locks
         cls, name = self._lock_key(load)
         try:
-            self.conn.rollback()
-            self.conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (cls, name))
-            self.conn.commit()
+            self.lock_conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (cls, name))
         except psycopg.Error:
             log.debug("unlocking %s failed", name, exc_info=True)
 
@@ -517,3 +556,8 @@ def _last_key(load: EntityLoad, key: Any, row: Sequence[bytes]) -> str:
             return unescape(row[0]).decode("utf-8", "replace")
         return str(key)
     return json.dumps(list(key), ensure_ascii=False)
+
+
+def _batch_id(checkpoint_id: UUID, processed: int) -> str:
+    """``migration_batch``: the checkpoint (its first 12 hex digits) and the rows done so far."""
+    return f"{checkpoint_id.hex[:12]}:{processed}"

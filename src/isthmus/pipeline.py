@@ -1,9 +1,11 @@
-"""Read and transform the next batch while the previous one is written.
+"""Read and transform the next batches while earlier ones are written, in order.
 
-The writer runs in one background thread and commits batches strictly in the order they
-were submitted (so a checkpoint only ever moves forward). While it waits for PostgreSQL it
-holds no GIL, and the reading thread uses that time. At most ``depth`` batches wait, so
-memory stays bounded by a few batches whatever the table size.
+Writers run in background threads (``lanes``), each on its own database connection, so
+PostgreSQL works on two batches at once (with the GIL released while it does). Their
+commits, though, happen strictly in submission order: a writer prepares its batch, then
+waits for its :class:`Turn` before it commits, so the committed batches always form a
+prefix of the submitted ones and a checkpoint only ever moves forward. At most ``depth``
+batches wait, so memory stays bounded by a few batches whatever the table size.
 """
 
 from __future__ import annotations
@@ -11,75 +13,141 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from types import TracebackType
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 _DONE = object()
 
 
-class WriterFailed(Exception):
-    """Internal: carries the writer thread's exception to the submitting thread."""
+class TurnAborted(Exception):
+    """An earlier batch failed: this one must not commit."""
+
+
+class _Order:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.committed = -1
+        self.failed = False
+
+    def fail(self) -> None:
+        with self.cond:
+            self.failed = True
+            self.cond.notify_all()
+
+
+class Turn:
+    """``with turn:`` around a batch's commit: entered once every earlier batch committed."""
+
+    def __init__(self, order: _Order, seq: int) -> None:
+        self._order = order
+        self.seq = seq
+
+    def __enter__(self) -> Turn:
+        order = self._order
+        with order.cond:
+            while order.committed != self.seq - 1 and not order.failed:
+                order.cond.wait()
+            if order.failed:
+                raise TurnAborted(f"batch {self.seq}: an earlier batch failed")
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        order = self._order
+        with order.cond:
+            if kind is None:
+                order.committed = self.seq
+            else:
+                order.failed = True
+            order.cond.notify_all()
+
+
+Writer = Callable[[T, int, Turn], None]  # (item, lane, turn)
 
 
 class Pipeline(Generic[T]):
-    def __init__(self, write: Callable[[T], None], *, depth: int = 2, name: str = "writer") -> None:
+    def __init__(
+        self, write: Writer[T], *, lanes: int = 1, depth: int = 2, name: str = "writer"
+    ) -> None:
         self._write = write
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._order = _Order()
+        self._seq = 0
         self._error: BaseException | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"isthmus-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(lane,), name=f"isthmus-{name}-{lane}", daemon=True
+            )
+            for lane in range(lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _run(self, lane: int) -> None:
         while True:
-            item = self._queue.get()
-            if item is _DONE or self._stop.is_set():
+            job = self._queue.get()
+            if job is _DONE:
+                self._queue.put(_DONE)  # for the other lanes
                 return
+            if self._stop.is_set():
+                continue  # dropped: let the queue drain to _DONE
+            seq, item = cast("tuple[int, T]", job)
             try:
-                self._write(item)  # type: ignore[arg-type]
+                self._write(item, lane, Turn(self._order, seq))
+            except TurnAborted:
+                continue
             except BaseException as exc:  # handed to the submitting thread
-                self._error = exc
+                if self._error is None:
+                    self._error = exc
                 self._stop.set()
-                return
+                self._order.fail()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
     def submit(self, item: T) -> None:
-        """Queue ``item`` for writing; raises the writer's error if it has failed."""
+        """Queue ``item`` for writing; raises a writer's error if one has failed."""
+        job = (self._seq, item)
         while True:
             self._raise_if_failed()
             try:
-                self._queue.put(item, timeout=0.2)
+                self._queue.put(job, timeout=0.2)
+                self._seq += 1
                 return
             except queue.Full:
-                if not self._thread.is_alive():
+                if not any(t.is_alive() for t in self._threads):
                     self._raise_if_failed()
-                    raise RuntimeError("the writer thread stopped") from None
+                    raise RuntimeError("the writer threads stopped") from None
 
     def close(self) -> None:
-        """Wait until everything submitted is written; raise the writer's error if any."""
-        self._put_done()
-        self._thread.join()
+        """Wait until everything submitted is written; raise a writer's error if any."""
+        self._finish()
         self._raise_if_failed()
 
     def abort(self) -> None:
-        """Write nothing more: the batch being written finishes (commits or fails), queued
-        ones are dropped. Safe to call after ``close`` or a failure."""
+        """Write nothing more: batches being written finish in order (commit or roll back),
+        queued ones are dropped. Safe to call after ``close`` or a failure."""
         self._stop.set()
         while True:
             try:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        self._put_done()
-        self._thread.join()
+        self._finish()
 
-    def _put_done(self) -> None:
-        while self._thread.is_alive():
+    def _finish(self) -> None:
+        while any(t.is_alive() for t in self._threads):
             try:
                 self._queue.put(_DONE, timeout=0.2)
-                return
+                break
             except queue.Full:
                 continue
+        for thread in self._threads:
+            thread.join()
