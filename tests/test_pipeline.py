@@ -140,3 +140,27 @@ def test_escaping_a_column_at_once_equals_escaping_each_value(
 ) -> None:
     expected = [NULL if v is None else escape(v) for v in values]
     assert escape_column(values) == expected
+
+
+def test_a_failure_lets_every_earlier_batch_commit() -> None:
+    committed: list[int] = []
+    release = threading.Event()
+
+    def write(item: int, lane: int, turn: Turn) -> None:
+        if item == 3:
+            raise RuntimeError("batch 3 failed")
+        if item == 2:
+            release.wait(5)  # batch 2 is still being prepared when batch 3 fails
+        with turn:
+            committed.append(item)
+
+    pipe: Pipeline[int] = Pipeline(write, lanes=2, depth=1)
+    with pytest.raises(RuntimeError, match="batch 3 failed"):
+        for i in range(10):
+            pipe.submit(i)
+            if i == 3:
+                time.sleep(0.1)
+                release.set()
+        pipe.close()
+    pipe.abort()
+    assert committed == [0, 1, 2]

@@ -24,15 +24,18 @@ class TurnAborted(Exception):
     """An earlier batch failed: this one must not commit."""
 
 
+_NEVER = 1 << 62
+
+
 class _Order:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.committed = -1
-        self.failed = False
+        self.failed_at = _NEVER  # the first batch that failed; later ones must not commit
 
-    def fail(self) -> None:
+    def fail(self, seq: int) -> None:
         with self.cond:
-            self.failed = True
+            self.failed_at = min(self.failed_at, seq)
             self.cond.notify_all()
 
 
@@ -46,9 +49,9 @@ class Turn:
     def __enter__(self) -> Turn:
         order = self._order
         with order.cond:
-            while order.committed != self.seq - 1 and not order.failed:
+            while order.committed != self.seq - 1 and order.failed_at > self.seq:
                 order.cond.wait()
-            if order.failed:
+            if order.failed_at <= self.seq:
                 raise TurnAborted(f"batch {self.seq}: an earlier batch failed")
         return self
 
@@ -63,7 +66,7 @@ class Turn:
             if kind is None:
                 order.committed = self.seq
             else:
-                order.failed = True
+                order.failed_at = min(order.failed_at, self.seq)
             order.cond.notify_all()
 
 
@@ -79,6 +82,7 @@ class Pipeline(Generic[T]):
         self._order = _Order()
         self._seq = 0
         self._error: BaseException | None = None
+        self._error_seq = _NEVER
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(
@@ -103,10 +107,11 @@ class Pipeline(Generic[T]):
             except TurnAborted:
                 continue
             except BaseException as exc:  # handed to the submitting thread
-                if self._error is None:
-                    self._error = exc
+                self._order.fail(seq)
+                with self._order.cond:  # the earliest failure is the one to report
+                    if self._error is None or seq < self._error_seq:
+                        self._error, self._error_seq = exc, seq
                 self._stop.set()
-                self._order.fail()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
