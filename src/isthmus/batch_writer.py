@@ -56,12 +56,6 @@ class Outcome:
         self.orphans_nulled += other.orphans_nulled
 
 
-@dataclass(frozen=True)
-class _Existing:
-    uuid: UUID
-    checksum: bytes | None
-
-
 class BatchWriter:
     """Writes the batches of one entity's pass; ``write`` runs inside the caller's transaction."""
 
@@ -171,7 +165,7 @@ class BatchWriter:
             known = existing.get(keys[i])
             if known is None:
                 new.append(i)
-            elif known.checksum != sums[i]:
+            elif known != sums[i]:
                 changed.append(i)
             else:
                 outcome.unchanged += 1
@@ -194,8 +188,10 @@ class BatchWriter:
             outcome.new_mappings[keys[i]] = ints[i]
             written.append(i)
 
+        mapped = self._uuid_hex([keys[i] for i in changed]) if changed else {}
+
         def update(part: Sequence[int]) -> None:
-            self._stage_rows(batch.lines(part, [existing[keys[i]].uuid.hex.encode() for i in part]))
+            self._stage_rows(batch.lines(part, [mapped[keys[i]] for i in part]))
             self._apply_stage()
             self._update_checksums(batch, part, batch_id)
 
@@ -204,14 +200,25 @@ class BatchWriter:
             written.append(i)
         return written
 
-    def _existing(self, low: int, high: int) -> dict[int, _Existing]:
+    def _existing(self, low: int, high: int) -> dict[int, bytes]:
+        """Checksum of each mapped legacy ID in [low, high] (b"" when it has none yet, as an
+        imported mapping): a differential run reads this for every batch, so no UUIDs."""
         statement = sql.SQL(
-            "SELECT legacy_id, uuid_id, checksum FROM {} WHERE entity_type = %s"
+            "SELECT legacy_id, coalesce(checksum, '') FROM {} WHERE entity_type = %s"
             " AND legacy_id BETWEEN %s AND %s"
         ).format(self._mapping_table)
         with self.conn.cursor() as cur:
             rows = cur.execute(statement, (self.load.name, low, high)).fetchall()
-        return {r[0]: _Existing(r[1], r[2].encode() if r[2] else None) for r in rows}
+        return {legacy: checksum.encode() for legacy, checksum in rows}
+
+    def _uuid_hex(self, ids: Sequence[int]) -> dict[int, bytes]:
+        statement = sql.SQL(
+            "SELECT legacy_id, replace(uuid_id::text, '-', '') FROM {}"
+            " WHERE entity_type = %s AND legacy_id = ANY(%s)"
+        ).format(self._mapping_table)
+        with mapping.cursor(self.conn) as cur:
+            rows = cur.execute(statement, (self.load.name, mapping.Int8Array.of(ids))).fetchall()
+        return {legacy: text.encode() for legacy, text in rows}
 
     def _copy_mappings(
         self, batch: Batch, part: Sequence[int], keys_hex: list[bytes], batch_id: str
