@@ -29,7 +29,7 @@ from isthmus.dialects.pgconn import translate
 from isthmus.errors import IsthmusError, TransientDatabaseError
 from isthmus.loadplan import EntityLoad
 from isthmus.quarantine import Quarantined
-from isthmus.transform import Batch
+from isthmus.transform import Batch, take
 from isthmus.uuids import UUIDGenerator, uuid7_batch_prefix
 
 
@@ -169,24 +169,30 @@ class BatchWriter:
                 changed.append(i)
             else:
                 outcome.unchanged += 1
-        ints = dict(
-            zip(new, self.generator.ints(self.load.name, [keys[i] for i in new]), strict=True)
-        )
-        hexes = {i: b"%032x" % u for i, u in ints.items()}
-        written: list[int] = []
-        everything = len(new) == len(batch)
+        new_ids = [keys[i] for i in new]
+        ints = self.generator.ints(self.load.name, new_ids)
+        hexes = list(map(b"%032x".__mod__, ints))
+        position = {i: n for n, i in enumerate(new)} if len(new) != len(batch) else None
 
         def insert(part: Sequence[int]) -> None:
-            # The whole batch (the usual case) is taken as it is, without picking rows.
-            rows = None if everything and len(part) == len(batch) else part
-            keys_hex = [hexes[i] for i in part]
-            self._copy(self._copy_target, batch.lines(rows, keys_hex))
+            if len(part) == len(new):  # all of them (usually the whole batch): no picking
+                rows = None if position is None else part
+                self._copy(self._copy_target, batch.lines(rows, hexes))
+                self._copy_mappings(batch, part, hexes, batch_id)
+                return
+            where = position or {i: i for i in new}
+            keys_hex = [hexes[where[i]] for i in part]
+            self._copy(self._copy_target, batch.lines(part, keys_hex))
             self._copy_mappings(batch, part, keys_hex, batch_id)
 
-        for i in self._bisect(new, insert, batch, bad):
-            outcome.inserted += 1
-            outcome.new_mappings[keys[i]] = ints[i]
-            written.append(i)
+        inserted = self._bisect(new, insert, batch, bad)
+        outcome.inserted += len(inserted)
+        if len(inserted) == len(new):
+            outcome.new_mappings.update(zip(new_ids, ints, strict=True))
+        else:
+            where = position or {i: i for i in new}
+            outcome.new_mappings.update((keys[i], ints[where[i]]) for i in inserted)
+        written = list(inserted)
 
         mapped = self._uuid_hex([keys[i] for i in changed]) if changed else {}
 
@@ -195,9 +201,9 @@ class BatchWriter:
             self._apply_stage()
             self._update_checksums(batch, part, batch_id)
 
-        for i in self._bisect(changed, update, batch, bad):
-            outcome.updated += 1
-            written.append(i)
+        updated = self._bisect(changed, update, batch, bad)
+        outcome.updated += len(updated)
+        written.extend(updated)
         return written
 
     def _existing(self, low: int, high: int) -> dict[int, bytes]:
@@ -230,7 +236,7 @@ class BatchWriter:
         """
         prefix = uuid7_batch_prefix().encode()
         ids = [b"%s%08x" % (prefix, n) for n in range(len(part))]
-        legacy = [b"%d" % batch.keys[i] for i in part]
+        legacy = take(batch.key_text, None if len(part) == len(batch) else part)
         sums = batch.checksums
         checksums = [sums[i] for i in part] if sums is not None else [b"\\N"] * len(part)
         middle = b"\t".join((escape(batch_id.encode()), self._source_text, self._target_text))

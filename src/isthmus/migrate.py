@@ -172,6 +172,10 @@ def run_migration(
         conn.commit()
         run = _Run(ws, conn, size, progress)
         run.check_parents(loads)
+        # Only an entity something points at needs its new mappings cached.
+        run.referenced = {
+            p.entity.references[c] for p in plan.entities for c in p.entity.references
+        }
         results = [run.entity(load) for load in loads]
         for load, result in zip(loads, results, strict=True):
             if load.deferred:
@@ -207,6 +211,7 @@ class _Run:
         self.read_conn = ws.connect_target(autocommit=True)
         self.writers: list[psycopg.Connection[Any]] = []  # the writing lanes besides ``conn``
         self.lock_conn: psycopg.Connection[Any] | None = None
+        self.referenced: set[str] = set()
         migration = ws.config.migration
         self.generator = make_generator(migration.uuid, migration.uuid_namespace)
         self.on_orphan = migration.on_orphan
@@ -354,7 +359,7 @@ class _Run:
                     last=last_key,
                     processed=done,
                 )
-                if outcome.new_mappings:
+                if outcome.new_mappings and load.name in self.referenced:
                     with self.cache_lock:
                         self.cache.put_ints(load.name, outcome.new_mappings)
                 result.rows_read += len(batch)

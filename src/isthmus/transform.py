@@ -56,6 +56,7 @@ class Batch:
     checksums: list[bytes] | None  # md5 hex of the canonical row (UUID-keyed entities)
     orphans: list[Orphan] = field(default_factory=list)
     unreadable: dict[int, str] = field(default_factory=dict)  # row → why its key is bad
+    key_text: Sequence[bytes] = ()  # the integer key of each row as canonical decimal text
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -90,9 +91,11 @@ def transform(load: EntityLoad, columns: Sequence[Fields], resolve: Resolver) ->
     """Everything the writer needs about a non-empty batch read in key order."""
     n = len(columns[0])
     unreadable: dict[int, str] = {}
+    key_text: Sequence[bytes] = ()
     if load.uuid_keyed:
         key_col = load.columns[0]
-        keys: list[Any] = _integer_keys(key_col, columns[0], unreadable)
+        key_text = _canonical(key_col, columns[0])
+        keys: list[Any] = _integer_keys(key_col, key_text, unreadable)
     else:
         keys = [
             tuple(unescape(f).decode("utf-8", "surrogateescape") for f in row)
@@ -127,11 +130,10 @@ def transform(load: EntityLoad, columns: Sequence[Fields], resolve: Resolver) ->
         lines = map(b"\t".join, zip(*canon, strict=True)) if canon else [b""] * n
         md5 = hashlib.md5
         sums = list(map(str.encode, map(_hexdigest, map(md5, lines))))
-    return Batch(columns, keys, target, sums, orphans, unreadable)
+    return Batch(columns, keys, target, sums, orphans, unreadable, key_text)
 
 
-def _integer_keys(col: ColumnLoad, values: Fields, unreadable: dict[int, str]) -> list[Any]:
-    canon = _canonical(col, values)
+def _integer_keys(col: ColumnLoad, canon: Fields, unreadable: dict[int, str]) -> list[Any]:
     try:
         return list(map(int, canon))
     except ValueError:
