@@ -185,16 +185,10 @@ class Source(SourceDialect):
         batch_size: int = 10_000,
         since: tuple[str, Any] | None = None,
     ) -> Generator[list[list[bytes]], None, None]:
-        sql, params, cols, masks, types = self._text_query(
-            table, columns, key, after=after, upto=upto, since=since
+        bounds = {"after": after, "upto": upto, "since": since}
+        return self._read_raw(
+            table, columns, key, bounds, batch_size=batch_size, make_encoder=mysql_text.text_batch
         )
-        encode = mysql_text.text_batch(
-            [mysql_text.transform_of(types.get(c, "")) for c in cols],
-            masks,
-            [(table, c) for c in cols],
-            self.zero_dates,
-        )
-        return self._read(sql, params, encode, batch_size, f"reading table {table!r}", raw=True)
 
     def stream_columns(
         self,
@@ -207,10 +201,25 @@ class Source(SourceDialect):
         batch_size: int = 10_000,
         since: tuple[str, Any] | None = None,
     ) -> Generator[list[Sequence[bytes]], None, None]:
-        sql, params, cols, masks, types = self._text_query(
-            table, columns, key, after=after, upto=upto, since=since
+        bounds = {"after": after, "upto": upto, "since": since}
+        return self._read_raw(
+            table, columns, key, bounds, batch_size=batch_size, make_encoder=mysql_text.column_batch
         )
-        encode = mysql_text.column_batch(
+
+    def _read_raw(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        bounds: dict[str, Any],
+        *,
+        batch_size: int,
+        make_encoder: Callable[..., Callable[[Any], list[Any]]],
+    ) -> Generator[list[Any], None, None]:
+        """The server's text bytes of a keyset read, encoded per batch by ``make_encoder``'s
+        function (rows or columns of COPY fields)."""
+        sql, params, cols, masks, types = self._text_query(table, columns, key, **bounds)
+        encode = make_encoder(
             [mysql_text.transform_of(types.get(c, "")) for c in cols],
             masks,
             [(table, c) for c in cols],
