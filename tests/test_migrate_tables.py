@@ -23,7 +23,7 @@ from dialect_support import run_sql
 from isthmus import canonical, commands
 from isthmus.config import Config, config_from_dict
 from isthmus.loadplan import EntityLoad, build_load
-from isthmus.row_checksums import source_checksums, target_checksums
+from isthmus.row_checksums import canonical_columns, source_checksums, target_checksums
 from isthmus.target import reflect_table
 from isthmus.urls import DatabaseURL
 from isthmus.workspace import Workspace
@@ -61,32 +61,7 @@ def kept_rows(ws: Workspace, conn: psycopg.Connection[Any], load: EntityLoad) ->
             for row in rows
         ]
     ident = sql.Identifier
-    selects: list[sql.Composable] = []
-    joins: list[sql.Composable] = []
-    kinds: list[canonical.CanonKind] = []
-    for n, col in enumerate(load.columns):
-        if col.parent is not None and col.role in ("reference", "deferred"):
-            alias = ident(f"p{n}")
-            joins.append(
-                sql.SQL(
-                    "LEFT JOIN {m} AS {a} ON {a}.entity_type = {e} AND {a}.uuid_id = t.{c}"
-                ).format(
-                    m=ident(STATE, "legacy_id_mappings"),
-                    a=alias,
-                    e=sql.Literal(col.parent),
-                    c=ident(col.target),
-                )
-            )
-            selects.append(
-                sql.SQL(
-                    "CASE WHEN t.{c} IS NULL THEN NULL"
-                    " ELSE coalesce({a}.legacy_id::text, 'unmapped:' || t.{c}::text) END"
-                ).format(c=ident(col.target), a=alias)
-            )
-            kinds.append("integer")
-        else:
-            selects.append(sql.SQL("t.{}").format(ident(col.target)))
-            kinds.append(col.kind)
+    selects, joins, kinds = canonical_columns(load.columns, STATE)
     query = sql.SQL("COPY (SELECT {} FROM {} AS t {}) TO STDOUT").format(
         sql.SQL(", ").join(selects),
         ident(load.target.schema, load.target.name),

@@ -8,7 +8,7 @@ checksums for a legacy ID mean the target row is a faithful copy of the source r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -17,7 +17,7 @@ from psycopg import sql
 from isthmus import canonical, mapping
 from isthmus.canonical import NORMALIZERS
 from isthmus.dialects.base import SourceDialect
-from isthmus.loadplan import EntityLoad
+from isthmus.loadplan import ColumnLoad, EntityLoad
 
 
 def source_checksums(
@@ -37,17 +37,18 @@ def source_checksums(
             )
 
 
-def target_checksums(
-    conn: psycopg.Connection[Any], load: EntityLoad, state_schema: str
-) -> Iterator[tuple[int, str]]:
-    """(legacy ID, checksum) of each mapped target row of a UUID-keyed entity, in key order."""
+def canonical_columns(
+    columns: Sequence[ColumnLoad], state_schema: str
+) -> tuple[list[sql.Composable], list[sql.Composable], list[canonical.CanonKind]]:
+    """What reads ``columns`` of a target row (alias ``t``) in canonical form: the select
+    items, the joins they need (a reference becomes its parent's legacy ID through the map)
+    and the kind that normalises each item."""
     ident = sql.Identifier
-    key = load.columns[0]
     table = mapping.table(state_schema)
-    selects: list[sql.Composable] = [sql.SQL("m.legacy_id")]
+    selects: list[sql.Composable] = []
     joins: list[sql.Composable] = []
     kinds: list[canonical.CanonKind] = []
-    for n, col in enumerate(load.checksummed):
+    for n, col in enumerate(columns):
         if col.parent is not None and col.role in ("reference", "deferred"):
             alias = ident(f"p{n}")
             joins.append(
@@ -65,6 +66,18 @@ def target_checksums(
         else:
             selects.append(sql.SQL("t.{}").format(ident(col.target)))
             kinds.append(col.kind)
+    return selects, joins, kinds
+
+
+def target_checksums(
+    conn: psycopg.Connection[Any], load: EntityLoad, state_schema: str
+) -> Iterator[tuple[int, str]]:
+    """(legacy ID, checksum) of each mapped target row of a UUID-keyed entity, in key order."""
+    ident = sql.Identifier
+    key = load.columns[0]
+    table = mapping.table(state_schema)
+    items, joins, kinds = canonical_columns(load.checksummed, state_schema)
+    selects: list[sql.Composable] = [sql.SQL("m.legacy_id"), *items]
     query = sql.SQL(
         "COPY (SELECT {cols} FROM {t} AS t JOIN {m} AS m ON m.entity_type = {e}"
         " AND m.uuid_id = t.{k} {joins} ORDER BY m.legacy_id) TO STDOUT"
