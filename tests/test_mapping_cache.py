@@ -215,3 +215,26 @@ def test_resolve_many_serves_hits_from_cache_and_fetches_misses_in_one_query(
         assert cache.resolve_many(conn, schema, "patients", range(1, 5001)) == truth
         assert conn.statements == []  # all cached now
         assert len(cache) == 5000
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.dictionaries(st.integers(0, 300), st.integers(0, 2**128 - 1), max_size=20),
+        ),
+        max_size=12,
+    )
+)
+def test_put_ints_is_put_many_with_uuids(
+    puts: list[tuple[str, dict[int, int]]],
+) -> None:
+    """Appending past the largest cached ID or merging below it, both answer alike."""
+    by_ints, by_uuids = MappingCache(max_entries=50), MappingCache(max_entries=50)
+    for entity, items in puts:
+        by_ints.put_ints(entity, items)
+        by_uuids.put_many(entity, {k: uuid_from_int(v) for k, v in items.items()})
+        assert len(by_ints) == len(by_uuids)
+    for entity in ("a", "b"):
+        assert by_ints.get_many(entity, range(301)) == by_uuids.get_many(entity, range(301))

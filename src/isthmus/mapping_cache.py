@@ -254,20 +254,17 @@ class MappingCache:
             return
         seg = self._segments.get(entity)
         ids = sorted(mappings)
-        if seg is not None and not seg.pending and seg.keys and ids[0] > seg.keys[-1]:
-            before = len(seg)
-            self._segments.move_to_end(entity)
-            seg.append_sorted(ids, [mappings[i] for i in ids])
-            self._size += len(seg) - before
-            self._enforce_bound(entity)
+        if seg is not None and (seg.pending or (seg.keys and ids[0] <= seg.keys[-1])):
+            # Not past the largest cached ID: put_many's merging path, as UUIDs.
+            self.put_many(entity, {i: uuid_from_int(mappings[i]) for i in ids})
             return
         if seg is None:
             seg = self._segments[entity] = _Segment()
-            seg.append_sorted(ids, [mappings[i] for i in ids])
-            self._size += len(ids)
-            self._enforce_bound(entity)
-            return
-        self.put_many(entity, {i: uuid_from_int(mappings[i]) for i in ids})
+        else:
+            self._segments.move_to_end(entity)
+        seg.append_sorted(ids, [mappings[i] for i in ids])
+        self._size += len(ids)
+        self._enforce_bound(entity)
 
     def evict(self, entity: str) -> None:
         """Forget one entity's mappings (after a rollback, or to free memory)."""

@@ -25,7 +25,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from isthmus import references
+from isthmus import quarantine, references
 from isthmus.batch_writer import BatchWriter, Outcome
 from isthmus.errors import IsthmusError, TransientDatabaseError, UsageError
 from isthmus.loadplan import EntityLoad, build_load
@@ -534,12 +534,9 @@ class _Run:
         return {str(r[0]).split(".", 1)[-1] for r in rows if r[0] and r[1] == "completed"}
 
     def open_quarantine(self, entities: Sequence[str]) -> int:
-        statement = sql.SQL(
-            "SELECT count(*) FROM {} WHERE NOT resolved AND entity_type = ANY(%s)"
-        ).format(sql.Identifier(self.schema, "quarantined_rows"))
-        row = self.conn.execute(statement, (list(entities),)).fetchone()
+        count = quarantine.count_open(self.conn, self.schema, entities)
         self.conn.commit()
-        return int(row[0]) if row else 0
+        return count
 
 
 def _after(load: EntityLoad, last: str | None) -> Sequence[Any] | None:

@@ -162,10 +162,11 @@ def list_entries(
         return [QuarantineEntry(*row) for row in cur.execute(statement, params)]
 
 
-def count_open(conn: psycopg.Connection[Any], schema: str, entity: str) -> int:
-    statement = sql.SQL("SELECT count(*) FROM {t} WHERE entity_type = %s AND NOT resolved").format(
-        t=sql.Identifier(schema, TABLE)
-    )
+def count_open(conn: psycopg.Connection[Any], schema: str, entities: Sequence[str]) -> int:
+    """How many rows of these entities are still quarantined."""
+    statement = sql.SQL(
+        "SELECT count(*) FROM {t} WHERE entity_type = ANY(%s) AND NOT resolved"
+    ).format(t=sql.Identifier(schema, TABLE))
     with translated(), conn.cursor() as cur:
-        row = cur.execute(statement, (entity,)).fetchone()
+        row = cur.execute(statement, (list(entities),)).fetchone()
     return int(row[0]) if row else 0

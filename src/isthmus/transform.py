@@ -9,10 +9,9 @@ bulk (one query per parent for the cache's misses, never one per row).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from typing import Any
 
 from isthmus import canonical
@@ -23,8 +22,6 @@ from isthmus.loadplan import ColumnLoad, EntityLoad
 Fields = Sequence[bytes]
 # (parent entity, legacy IDs) → their UUIDs as 32 hex digits; IDs mapped nowhere are absent.
 Resolver = Callable[[str, Sequence[int]], dict[int, bytes]]
-
-_hexdigest = methodcaller("hexdigest")
 
 
 @dataclass
@@ -128,8 +125,7 @@ def transform(load: EntityLoad, columns: Sequence[Fields], resolve: Resolver) ->
     sums: list[bytes] | None = None
     if load.uuid_keyed:
         lines = map(b"\t".join, zip(*canon, strict=True)) if canon else [b""] * n
-        md5 = hashlib.md5
-        sums = list(map(str.encode, map(_hexdigest, map(md5, lines))))
+        sums = canonical.checksums(lines)
     return Batch(columns, keys, target, sums, orphans, unreadable, key_text)
 
 
