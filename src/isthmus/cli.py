@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from isthmus import commands, output, progress
+from isthmus import commands, output, output_diff, progress
 from isthmus.config import Config, load_config
 from isthmus.errors import IsthmusError
 from isthmus.urls import mask_secrets
@@ -128,6 +128,15 @@ def migrate(ctx: Context, entities: tuple[str, ...], batch_size: int | None) -> 
 
     with progress.sigterm_as_interrupt():
         run(ctx, call, output.show_migration)
+
+
+@main.command()
+@click.option("--entity", "entities", multiple=True, help="Only this entity (repeatable).")
+@pass_ctx
+def diff(ctx: Context, entities: tuple[str, ...]) -> None:
+    """Compare source and target through the ID map; store and summarise the differences
+    (exit 1 while any remain)."""
+    run(ctx, lambda: commands.diff(ctx.config(), list(entities)), output_diff.show_diff)
 
 
 @main.group()

@@ -13,6 +13,7 @@ from pathlib import Path
 from isthmus import mapping, mapping_io, output, quarantine
 from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
+from isthmus.diff import DiffResult, run_diff
 from isthmus.errors import DifferencesFound
 from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
@@ -59,6 +60,15 @@ def migrate(
     """Differential migration of the entities (all when none given), resuming by itself."""
     with Workspace(config) as ws:
         return run_migration(ws, entities, batch_size, progress)
+
+
+def diff(
+    config: Config, entities: Sequence[str] | None = None, progress: Progress | None = None
+) -> DiffResult:
+    """Compute and store the differentials of the entities (all when none given); the
+    result's exit code is 1 while differences remain."""
+    with Workspace(config) as ws:
+        return run_diff(ws, entities, progress)
 
 
 def quarantine_list(

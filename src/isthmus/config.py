@@ -54,6 +54,15 @@ class MigrationConfig(_Strict):
     on_orphan: Literal["quarantine", "null", "fail"] = "quarantine"
 
 
+class DiffConfig(_Strict):
+    """``[diff]`` (addition): how differentials are computed and stored."""
+
+    resolution: Literal["source_wins", "target_wins", "manual_review", "skip"] = "source_wins"
+    sample_conflicts: int = Field(100, ge=0, le=10_000)  # conflicted rows stored with values
+    cursor_overlap_seconds: float = Field(300.0, ge=0)  # how far back a cursor diff looks again
+    segment_rows: int = Field(256, ge=8, le=1_000_000)  # rows per segment checksum
+
+
 class EntityConfig(_Strict):
     source_table: str | None = None
     target_table: str | None = None
@@ -64,9 +73,16 @@ class EntityConfig(_Strict):
     references: dict[str, str] = Field(default_factory=dict)
     updated_at: str | None = None
     target_updated_at: str | None = None
+    soft_delete: str | None = None  # target column set (not NULL/true) on rows deleted there
 
     @field_validator(
-        "source_table", "target_table", "key", "target_key", "updated_at", "target_updated_at"
+        "source_table",
+        "target_table",
+        "key",
+        "target_key",
+        "updated_at",
+        "target_updated_at",
+        "soft_delete",
     )
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
@@ -79,6 +95,7 @@ class Config(_Strict):
     source: SourceConfig
     target: TargetConfig
     migration: MigrationConfig = Field(default_factory=MigrationConfig)  # type: ignore[arg-type]
+    diff: DiffConfig = Field(default_factory=DiffConfig)  # type: ignore[arg-type]
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     path: Path | None = Field(default=None, exclude=True)
 

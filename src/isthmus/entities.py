@@ -29,6 +29,7 @@ class Entity:
     references: dict[str, str]  # FK source column -> parent entity name
     updated_at: str | None = None
     target_updated_at: str | None = None
+    soft_delete: str | None = None  # target column marking rows deleted there
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -113,6 +114,7 @@ def _resolve_one(
         updated_at=spec.updated_at,
         target_updated_at=spec.target_updated_at
         or (columns.get(spec.updated_at) if spec.updated_at else None),
+        soft_delete=spec.soft_delete,
         notes=tuple(notes),
     )
 

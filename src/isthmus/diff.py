@@ -1,0 +1,297 @@
+"""Data differentials: what differs between the legacy source and the target, across the
+integer/UUID divide, stored per entity and comparison type.
+
+For each selected entity (plan order) one ``validation`` checkpoint is written and one
+``data_differentials`` row per comparison type that found something, linked to it. How the
+rows are looked at depends on what the entity and the source allow (``method``):
+
+- ``cursor``: the entity has ``updated_at`` cursors and an earlier diff left its marks:
+  only rows changed since then (less an overlap), the last run's open differences, and a
+  key-only pass for deletes are compared (:mod:`isthmus.diff_cursor`);
+- ``segments``: the source can checksum in SQL: key-range segment checksums are compared
+  inside each database, and only segments that differ are read (:mod:`isthmus.diff_segments`);
+- ``full``: every row is read from the source and compared with its target checksum.
+
+Whatever the method, the verdict on a row comes from the canonical checksums of
+:mod:`isthmus.canonical`, compared by :func:`isthmus.diff_classify.classify`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from isthmus import diff_detail
+from isthmus.canonical import CHECKSUM_ALGORITHM
+from isthmus.diff_classify import CONFLICTED, DELETED, TYPES, Found, classify
+from isthmus.diff_source import source_sums
+from isthmus.diff_target import TargetSide
+from isthmus.errors import UsageError
+from isthmus.loadplan import EntityLoad, build_load
+from isthmus.migrate import target_session
+from isthmus.state.enums import CheckpointStatus, OperationType
+from isthmus.state.schema import require_current
+from isthmus.state.store import StateStore
+from isthmus.target import reflect_table
+from isthmus.workspace import Workspace
+
+COMMAND = "diff"
+
+
+class Progress(Protocol):
+    def start(self, entity: str, total: int, done: int) -> None: ...
+    def advance(self, entity: str, rows: int) -> None: ...
+    def finish(self, entity: str) -> None: ...
+
+
+@dataclass
+class EntityDiff:
+    entity: str
+    source_table: str
+    target_table: str
+    method: str = "full"
+    checkpoint_id: UUID | None = None
+    found: Found = field(default_factory=Found)
+    differentials: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: str | None = None  # why the entity was not compared
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "source_table": self.source_table,
+            "target_table": self.target_table,
+            "method": self.method,
+            "skipped": self.skipped,
+            "checkpoint_id": str(self.checkpoint_id) if self.checkpoint_id else None,
+            "rows_compared": self.found.compared,
+            "equal": self.found.equal,
+            "stale_mappings": self.found.stale_mappings,
+            "counts": self.found.counts(),
+            "differences": self.found.total,
+            "differentials": self.differentials,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class DiffResult:
+    entities: list[EntityDiff]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(e.found.total for e in self.entities)
+
+    @property
+    def exit_code(self) -> int:
+        """1 while differences remain, as the CLI contract says."""
+        return 1 if self.total else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entities": [e.to_dict() for e in self.entities],
+            "total_differences": self.total,
+            "seconds": round(self.seconds, 3),
+            "warnings": self.warnings,
+        }
+
+
+def run_diff(
+    ws: Workspace, entities: Sequence[str] | None = None, progress: Progress | None = None
+) -> DiffResult:
+    require_current(ws.engine, ws.state_schema)
+    started = time.perf_counter()
+    selected = ws.plan.select(entities)
+    conn = ws.connect_target()
+    try:
+        target_session(conn)
+        results = []
+        for planned in selected:
+            entity = planned.entity
+            table = reflect_table(conn, ws.config.target.schema_, entity.target_table)
+            conn.commit()
+            load = build_load(planned, table, ws.plan, ws.source.capabilities)
+            results.append(_EntityRun(ws, conn, load, progress).run())
+    finally:
+        conn.close()
+    return DiffResult(results, time.perf_counter() - started, ws.source.take_warnings())
+
+
+class _EntityRun:
+    def __init__(
+        self,
+        ws: Workspace,
+        conn: psycopg.Connection[Any],
+        load: EntityLoad,
+        progress: Progress | None,
+    ) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.load = load
+        self.progress = progress
+        self.store = StateStore(ws.state_schema)
+        self.schema = ws.state_schema
+        self.config = ws.config.diff
+        self.result = EntityDiff(
+            load.name, load.source_table, f"{load.target.schema}.{load.target.name}"
+        )
+        self.side = TargetSide(load, ws.state_schema, _gone(load))
+
+    def run(self) -> EntityDiff:
+        started = time.perf_counter()
+        load = self.load
+        if not load.uuid_keyed:
+            self.result.method = "none"
+            self.result.skipped = "keeps its key: compared by `isthmus validate`, not by diff"
+            return self.result
+        marks = self._marks()
+        with self.ws.engine.begin() as sa:
+            checkpoint = self.store.create_checkpoint(
+                sa,
+                operation_type=OperationType.VALIDATION,
+                entity_type=load.name,
+                batch_size=self.ws.config.migration.batch_size,
+                metadata={
+                    "command": COMMAND,
+                    "source_table": load.source_table,
+                    "target_table": self.result.target_table,
+                    "cursor": marks,
+                },
+            )
+            self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)
+        self.result.checkpoint_id = checkpoint.id
+        try:
+            found = self._compare()
+            self.result.found = found
+            self._store(checkpoint.id, found)
+        except BaseException as exc:
+            self._fail(checkpoint.id, exc)
+            raise
+        with self.ws.engine.begin() as sa:
+            self.store.record_progress(
+                sa,
+                checkpoint.id,
+                last_processed_id=None,
+                records_processed=found.compared,
+                records_total=found.compared,
+            )
+            self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.COMPLETED)
+        self.result.seconds = time.perf_counter() - started
+        return self.result
+
+    # -- comparing -----------------------------------------------------------------------------
+
+    def _compare(self) -> Found:
+        self.result.method = "full"
+        found = Found()
+        sums = source_sums(
+            self.ws.source, self.load, batch_size=self.ws.config.migration.batch_size
+        )
+        classify(sums, self.side.mapped(self.conn), found)
+        found.created_in_target = self.side.unmapped(self.conn)
+        self.conn.commit()
+        return found
+
+    def _marks(self) -> dict[str, Any] | None:
+        """Where the cursors stand now: the next cursor diff looks at rows changed after."""
+        entity = self.load.planned.entity
+        if not entity.updated_at:
+            return None
+        return {
+            "source_column": entity.updated_at,
+            "target_column": entity.target_updated_at,
+            "taken_at": datetime.now(UTC).isoformat(),
+        }
+
+    # -- storing -------------------------------------------------------------------------------
+
+    def criteria(self) -> dict[str, Any]:
+        return {
+            "columns": [c.source for c in self.load.checksummed],
+            "target_columns": [c.target for c in self.load.checksummed],
+            "references_compared_as": "legacy parent id",
+            "checksum_algorithm": CHECKSUM_ALGORITHM,
+            "method": self.result.method,
+            "computed_in_database": {"target": self.side.in_database},
+        }
+
+    def _store(self, checkpoint_id: UUID, found: Found) -> None:
+        criteria = self.criteria()
+        details = diff_detail.conflict_details(
+            self.ws.source,
+            self.conn,
+            self.load,
+            self.side,
+            found,
+            limit=self.config.sample_conflicts,
+        )
+        self.conn.commit()
+        with self.ws.engine.begin() as sa:
+            for kind in TYPES:
+                ids = found.of(kind)
+                created = found.created_in_target if kind == DELETED else []
+                if not ids and not created:
+                    continue
+                metadata: dict[str, Any] = {
+                    "entity": self.load.name,
+                    "sides": {s: v for s, v in found.ids[kind].items() if v},
+                }
+                if created:
+                    metadata["created_in_target"] = created
+                if kind == CONFLICTED:
+                    metadata.update(details)
+                row = self.store.add_differential(
+                    sa,
+                    source_table=self.load.source_table,
+                    target_table=self.result.target_table,
+                    comparison_type=kind,
+                    legacy_ids=ids,
+                    checkpoint_id=checkpoint_id,
+                    resolution_strategy=self.config.resolution,
+                    comparison_criteria=criteria,
+                    metadata=metadata,
+                )
+                self.result.differentials.append(
+                    {
+                        "id": str(row.id),
+                        "comparison_type": kind,
+                        "record_count": row.record_count,
+                        "created_in_target": len(created),
+                    }
+                )
+
+    def _fail(self, checkpoint_id: UUID, exc: BaseException) -> None:
+        message = (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
+        try:
+            with self.ws.engine.begin() as sa:
+                self.store.set_checkpoint_status(
+                    sa, checkpoint_id, CheckpointStatus.FAILED, message[:2000]
+                )
+        except Exception:
+            pass
+
+
+def _gone(load: EntityLoad) -> sql.Composable | None:
+    """The condition that makes a target row count as deleted: its soft-delete column set."""
+    column = load.planned.entity.soft_delete
+    if column is None:
+        return None
+    target_column = load.target.column(column)
+    if target_column is None:
+        raise UsageError(
+            f"entity {load.name}: soft_delete = {column!r} is not a column of "
+            f"{load.target.schema}.{load.target.name}"
+        )
+    ident = sql.Identifier(column)
+    if target_column.kind == "boolean":
+        return sql.SQL("coalesce(t.{}, false)").format(ident)
+    return sql.SQL("t.{} IS NOT NULL").format(ident)
