@@ -68,8 +68,12 @@ class BatchWriter:
         generator: UUIDGenerator,
         on_orphan: str,
         fresh: bool,
+        force: bool = False,
     ) -> None:
         self.conn = conn
+        # rewrite mapped rows even when their checksum says unchanged (a resolution
+        # puts back a row the target lost or changed on its own)
+        self.force = force
         self.load = load
         self.state_schema = state_schema
         self.generator = generator
@@ -165,7 +169,7 @@ class BatchWriter:
             known = existing.get(keys[i])
             if known is None:
                 new.append(i)
-            elif known != sums[i]:
+            elif known != sums[i] or self.force:
                 changed.append(i)
             else:
                 outcome.unchanged += 1

@@ -140,6 +140,55 @@ def diff(ctx: Context, entities: tuple[str, ...]) -> None:
 
 
 @main.group()
+def differentials() -> None:
+    """Stored differentials and their resolution (addition)."""
+
+
+@differentials.command("list")
+@click.option("--entity", default=None, help="Only this entity.")
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved ones.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@pass_ctx
+def differentials_list(
+    ctx: Context, entity: str | None, include_resolved: bool, limit: int
+) -> None:
+    """The newest differentials (open ones unless --all)."""
+    run(
+        ctx,
+        lambda: commands.differentials_list(ctx.config(), entity, include_resolved, limit),
+        output_diff.show_differentials,
+    )
+
+
+@differentials.command("resolve")
+@click.argument("ids", nargs=-1)
+@click.option(
+    "--strategy",
+    type=click.Choice(["source_wins", "target_wins", "manual_review", "skip"]),
+    default=None,
+    help="Override the stored resolution strategy.",
+)
+@click.option("--all", "every_open", is_flag=True, help="Every unresolved differential.")
+@click.option("--entity", "entities", multiple=True, help="With --all: only this entity.")
+@pass_ctx
+def differentials_resolve(
+    ctx: Context,
+    ids: tuple[str, ...],
+    strategy: str | None,
+    every_open: bool,
+    entities: tuple[str, ...],
+) -> None:
+    """Apply differentials IDS (or --all) and mark them resolved; idempotent."""
+    run(
+        ctx,
+        lambda: commands.differentials_resolve(
+            ctx.config(), list(ids), strategy, every_open, list(entities)
+        ),
+        output_diff.show_resolutions,
+    )
+
+
+@main.group()
 def quarantine() -> None:
     """Source rows the migration isolated: refused by the target, or orphans."""
 

@@ -14,10 +14,11 @@ from isthmus import mapping, mapping_io, output, quarantine
 from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
 from isthmus.diff import DiffResult, run_diff
-from isthmus.errors import DifferencesFound
+from isthmus.errors import DifferencesFound, UsageError
 from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
-from isthmus.state.models import MigrationCheckpoint
+from isthmus.resolve import ResolveResult, resolve_differentials
+from isthmus.state.models import DataDifferential, MigrationCheckpoint
 from isthmus.state.schema import InitResult, require_current, upgrade_state_schema
 from isthmus.state.store import StateStore
 from isthmus.target_ddl import SchemaResult, apply_target_ddl, derive_target_ddl
@@ -69,6 +70,47 @@ def diff(
     result's exit code is 1 while differences remain."""
     with Workspace(config) as ws:
         return run_diff(ws, entities, progress)
+
+
+def differentials_list(
+    config: Config,
+    entity: str | None = None,
+    include_resolved: bool = False,
+    limit: int = 100,
+) -> list[DataDifferential]:
+    """Stored differentials, newest last: the open ones, or all with ``include_resolved``."""
+    with Workspace(config) as ws:
+        require_current(ws.engine, ws.state_schema)
+        source_table = ws.plan[entity].entity.source_table if entity else None
+        with ws.engine.connect() as conn:
+            return StateStore(ws.state_schema).list_differentials(
+                conn,
+                source_table=source_table,
+                resolved=None if include_resolved else False,
+                limit=limit,
+                newest=True,
+            )
+
+
+def differentials_resolve(
+    config: Config,
+    ids: Sequence[str] = (),
+    strategy: str | None = None,
+    every_open: bool = False,
+    entities: Sequence[str] | None = None,
+) -> ResolveResult:
+    """Apply differentials by their stored strategy (or ``strategy``) and mark them resolved;
+    applying a resolved one again changes nothing."""
+    from uuid import UUID
+
+    try:
+        keys = [UUID(i) for i in ids]
+    except ValueError as exc:
+        raise UsageError(f"not a differential id: {exc}") from None
+    with Workspace(config) as ws:
+        return resolve_differentials(
+            ws, keys, strategy=strategy, every_open=every_open, entities=entities
+        )
 
 
 def quarantine_list(

@@ -72,6 +72,14 @@ class Found:
             self.created_in_target
         )
 
+    def drop(self, ids: set[int]) -> None:
+        """Forget what was found about ``ids`` (to look at them again)."""
+        for kind in TYPES:
+            for side, members in self.ids[kind].items():
+                kept = [i for i in members if i not in ids]
+                self.compared -= len(members) - len(kept)
+                self.ids[kind][side] = kept
+
     def merge(self, other: Found) -> None:
         for kind in TYPES:
             for side, ids in other.ids[kind].items():

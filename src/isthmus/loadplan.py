@@ -7,7 +7,7 @@ before a row moves, and named: the entity, the column, the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from isthmus.canonical import CanonKind, Normalizer, SourceColumn, normalizer
@@ -147,3 +147,10 @@ def build_load(
             "source column maps to it (add it to columns = {...})"
         )
     return EntityLoad(planned, target, tuple(columns), key_count=len(key_sources))
+
+
+def loose(load: EntityLoad) -> EntityLoad:
+    """``load`` with every column normalised from any text form, not only its reader's
+    (for rows fetched by key, whose text is not what ``stream_text`` prints)."""
+    columns = tuple(replace(c, normalizer=normalizer(c.kind, None)) for c in load.columns)
+    return replace(load, columns=columns)

@@ -56,3 +56,46 @@ def show_diff(result: Any) -> None:
 def _has(row: dict[str, Any], side: str, kind: str | None = None) -> bool:
     kinds = [kind] if kind else [k for k, _ in _TYPES]
     return any(row["counts"].get(k, {}).get(side) for k in kinds)
+
+
+def show_differentials(items: list[Any]) -> None:
+    """Stored differentials: id, entity, type, records, strategy, resolved."""
+    table = Table(title="differentials", title_justify="left")
+    for name in ("id", "entity", "type", "records", "sides", "strategy", "resolved", "created"):
+        table.add_column(name, no_wrap=name in ("id", "type"))
+    for d in items:
+        sides = d.metadata.get("sides", {})
+        text = ", ".join(f"{k} {len(v)}" for k, v in sides.items())
+        created = d.metadata.get("created_in_target") or []
+        if created:
+            text = (text + ", " if text else "") + f"created in target {len(created)}"
+        table.add_row(
+            str(d.id),
+            str(d.metadata.get("entity") or d.source_table),
+            str(d.comparison_type),
+            f"{d.record_count:,}",
+            text,
+            str(d.resolution_strategy),
+            d.resolved_at.strftime("%Y-%m-%d %H:%M:%S") if d.resolved_at else "no",
+            d.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table)
+    if not items:
+        console.print("no differentials", markup=False)
+
+
+def show_resolutions(result: Any) -> None:
+    for r in result.resolutions:
+        if r.already_resolved:
+            console.print(f"{r.differential_id}: already resolved, nothing done", markup=False)
+            continue
+        console.print(
+            f"{r.differential_id}: {r.entity} {r.comparison_type} by {r.strategy}:"
+            f" {r.written:,} written, {r.deleted:,} deleted"
+            + (f", {r.quarantined:,} quarantined" if r.quarantined else ""),
+            markup=False,
+        )
+        for note in r.notes:
+            console.print(f"  {note}", markup=False)
+    if not result.resolutions:
+        console.print("nothing to resolve", markup=False)

@@ -34,7 +34,9 @@ def escaped(text: sql.Composable) -> sql.Composable:
     return out
 
 
-def canonical_sql(value: sql.Composable, kind: CanonKind, type_name: str) -> sql.Composable | None:
+def canonical_sql(
+    value: sql.Composable, kind: CanonKind, type_name: str, *, float4: bool = False
+) -> sql.Composable | None:
     """The canonical COPY field of ``value`` (a column of PostgreSQL type ``type_name`` read
     as ``kind``), never NULL; None when only Python can say it exactly."""
     base = type_name.split("(", maxsplit=1)[0].strip().lower()
@@ -76,6 +78,64 @@ def canonical_sql(value: sql.Composable, kind: CanonKind, type_name: str) -> sql
         ).format(v=value)
     elif kind == "json":
         expr = escaped(sql.SQL("{}::jsonb::text").format(value))
+    elif kind == "float8" and base in _FLOATS:
+        expr = _float(value, 15)
+    elif kind == "float4" and base in _FLOATS and float4:
+        # exact on every value tried, but some twenty times dearer than the other forms
+        # (PostgreSQL repeats the shared subexpressions): off unless asked for
+        expr = _float(value, 9)
     else:
-        return None  # float8, float4
+        return None
     return sql.SQL("coalesce({}, {})").format(expr, sql.Literal("\\N"))
+
+
+_FLOATS = ("double precision", "float8", "real", "float4")
+# Kinds whose SQL form can differ from the canonical one in rare last-digit ties: a row
+# that then looks changed is checked again in Python before anything is reported.
+APPROXIMATE: frozenset[CanonKind] = frozenset({"float4"})
+
+
+def _float(value: sql.Composable, digits: int) -> sql.Composable:
+    """``%.{digits}g`` of a float as Python prints it (``canonical.norm_float8/4``).
+
+    ``float8::numeric`` is the value at 15 significant digits exactly as ``%.15g`` rounds
+    it; 9 digits are rounded from those 15 (a second rounding: see APPROXIMATE).
+    """
+    n15 = sql.SQL("({}::float8::numeric)").format(value)
+    if digits == 15:
+        n = n15
+    else:
+        # to an integer of `digits` digits, rounded half to even as printf rounds the exact
+        # value, and back (the power of ten is an integer either way)
+        k = sql.SQL("({d} - floor(log(abs({v}::float8)))::int)").format(
+            d=sql.Literal(digits - 1), v=value
+        )
+        scaled = sql.SQL(
+            "(CASE WHEN {k} >= 0 THEN {n} * power(10::numeric, {k})"
+            " ELSE {n} / power(10::numeric, -{k}) END)"
+        ).format(k=k, n=n15)
+        even = sql.SQL(
+            "(CASE WHEN abs({s} - trunc({s})) = 0.5 AND mod(trunc({s}), 2) = 0 THEN trunc({s})"
+            " ELSE round({s}) END)"
+        ).format(s=scaled)
+        n = sql.SQL(
+            "(CASE WHEN {k} >= 0 THEN {r} / power(10::numeric, {k})"
+            " ELSE {r} * power(10::numeric, -{k}) END)"
+        ).format(k=k, r=even)
+    e = sql.SQL("floor(log(abs({})))::int").format(n)
+    # by a power of ten that is an integer either way (10^-e of numeric rounds to a scale)
+    mantissa = sql.SQL(
+        "trim_scale(CASE WHEN {e} >= 0 THEN {n} / power(10::numeric, {e})"
+        " ELSE {n} * power(10::numeric, -{e}) END)::text"
+    ).format(n=n, e=e)
+    exponent = sql.SQL(
+        "CASE WHEN {e} < 0 THEN '-' ELSE '+' END"
+        " || CASE WHEN abs({e}) < 10 THEN '0' ELSE '' END || abs({e})::text"
+    ).format(e=e)
+    return sql.SQL(
+        "CASE WHEN {v} IS NULL THEN NULL WHEN {v} = 'NaN' THEN 'NaN'"
+        " WHEN {v} = 'Infinity' THEN 'Infinity' WHEN {v} = '-Infinity' THEN '-Infinity'"
+        " WHEN {v} = 0 THEN '0'"
+        " WHEN {e} < -4 OR {e} >= {d} THEN {m} || 'e' || {x}"
+        " ELSE trim_scale({n})::text END"
+    ).format(v=value, e=e, d=sql.Literal(digits), m=mantissa, x=exponent, n=n)

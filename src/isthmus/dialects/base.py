@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from isthmus.errors import TerminalDatabaseError, UsageError
 from isthmus.urls import DatabaseURL
 
 # The dialect-neutral category of a column, used by type mapping and canonical form.
@@ -132,6 +133,14 @@ class Capabilities:
     # Temporal text always carries the column's declared fractional digits (MySQL prints
     # datetime(6) with six; PostgreSQL drops trailing zeros).
     pads_fractional_seconds: bool = False
+    # Rows can be written back (upsert_rows, delete_keys, insert_with_new_keys): needed for
+    # target_wins resolution and bidirectional sync.
+    writable_source: bool = False
+    # Boolean columns take True/False when written (else 1/0: MySQL tinyint(1), SQLite).
+    native_booleans: bool = True
+    # timestamptz columns take aware datetimes when written (else naive ones in UTC, the zone
+    # of the writing session).
+    aware_datetimes: bool = True
 
 
 class SourceDialect(abc.ABC):
@@ -231,6 +240,36 @@ class SourceDialect(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    # -- writing back (target_wins, bidirectional sync) ---------------------------------------
+    # Each call is one transaction on a writable connection of its own (a source opened for
+    # reading stays read-only for reading), batched: never a round trip per row.
+
+    def upsert_rows(
+        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> int:
+        """Write ``rows`` (values for ``columns``, which include the integer ``key``) into
+        ``table``: rows whose key exists are updated, the others inserted with their key.
+        Returns the number of rows written."""
+        raise self._not_writable(table)
+
+    def delete_keys(self, table: str, key: str, ids: Sequence[int]) -> int:
+        """Delete the rows of ``table`` whose integer ``key`` is in ``ids``; how many went."""
+        raise self._not_writable(table)
+
+    def insert_with_new_keys(
+        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
+        """Insert ``rows`` (values for ``columns``, without ``key``) into ``table``, the
+        source's own key generator assigning ``key``; returns the new keys in row order
+        (ascending)."""
+        raise self._not_writable(table)
+
+    def _not_writable(self, table: str) -> TerminalDatabaseError:
+        return TerminalDatabaseError(
+            f"{self.capabilities.name}: cannot write to table {table!r}: "
+            "this source does not support writing back"
+        )
+
     def take_warnings(self) -> list[str]:
         """Things read since the last call that a user should hear about (e.g. MySQL zero
         dates read as NULL), one line each; calling it clears them."""
@@ -245,3 +284,49 @@ class SourceDialect(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_key_position(
+    table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+) -> int:
+    """Where ``key`` is in ``columns`` of an upsert, after checking the rows: each as wide as
+    ``columns``, each with an integer key, no key twice. UsageError naming the table otherwise."""
+    if key not in columns:
+        raise UsageError(f"writing to table {table!r}: the columns do not include the key {key!r}")
+    if len(set(columns)) != len(columns):
+        raise UsageError(f"writing to table {table!r}: a column is named twice in {list(columns)}")
+    at = list(columns).index(key)
+    seen: set[int] = set()
+    for row in rows:
+        check_row_width(table, columns, row)
+        value = row[at]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UsageError(
+                f"writing to table {table!r}: key {key!r} = {value!r} is not an integer"
+            )
+        if value in seen:
+            raise UsageError(f"writing to table {table!r}: key {key!r} = {value} appears twice")
+        seen.add(value)
+    return at
+
+
+def check_new_rows(
+    table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+) -> None:
+    """What insert_with_new_keys is given: rows as wide as ``columns``, which leave ``key`` out."""
+    if key in columns:
+        raise UsageError(
+            f"writing to table {table!r}: new rows get their key {key!r} from the source; "
+            "leave it out of the columns"
+        )
+    if len(set(columns)) != len(columns):
+        raise UsageError(f"writing to table {table!r}: a column is named twice in {list(columns)}")
+    for row in rows:
+        check_row_width(table, columns, row)
+
+
+def check_row_width(table: str, columns: Sequence[str], row: Sequence[Any]) -> None:
+    if len(row) != len(columns):
+        raise UsageError(
+            f"writing to table {table!r}: a row of {len(row)} value(s) for {len(columns)} column(s)"
+        )

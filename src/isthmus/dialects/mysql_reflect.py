@@ -99,7 +99,9 @@ def _columns(
             datetime_precision=_int(dt_prec),
         )
         kind = "json" if (table, name) in json_checked and info.kind == "text" else info.kind
-        enum_values = mysql_enum_values(declared) if base_type in ("enum", "set") else ()
+        # members from COLUMN_TYPE as written: `declared` is lowercased, the members are data
+        members = _text(column_type)
+        enum_values = mysql_enum_values(members) if base_type in ("enum", "set") else ()
         found.setdefault(table, []).append(
             Column(
                 name=name,

@@ -90,10 +90,14 @@ class DifferentialMethods(StoreBase):
         resolution_strategy: ResolutionStrategy | str | None = None,
         resolved: bool | None = None,
         limit: int = 1000,
+        newest: bool = False,
     ) -> list[DataDifferential]:
-        """Differentials, oldest first; each filter applies when given."""
+        """Differentials, oldest first (with ``newest``, the newest ``limit`` of them, still
+        oldest first); each filter applies when given."""
         t, c = self.differentials, self.checkpoints
         statement = select(t).order_by(t.c.created_at, t.c.id).limit(limit)
+        if newest:
+            statement = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
         if checkpoint_id is not None:
             statement = statement.where(t.c.checkpoint_id == checkpoint_id)
         if job_id is not None:
@@ -108,7 +112,8 @@ class DifferentialMethods(StoreBase):
             statement = statement.where(t.c.resolution_strategy == str(resolution_strategy))
         if resolved is not None:
             statement = statement.where(t.c.resolved.is_(resolved))
-        return [load(DataDifferential, row) for row in self._execute(conn, statement, t)]
+        found = [load(DataDifferential, row) for row in self._execute(conn, statement, t)]
+        return found[::-1] if newest else found
 
     def mark_differential_resolved(
         self, conn: Connection, differential_id: UUID, *, metadata: dict[str, Any] | None = None

@@ -1,0 +1,260 @@
+"""Applying a stored differential: make one side equal the other for its records.
+
+- ``source_wins``: the target takes the source's *current* version of each record: rows the
+  source has are inserted or rewritten (with their mapping's UUID, translated FKs and the new
+  base checksum), rows the source no longer has are deleted from the target (or marked, with
+  the entity's ``soft_delete`` column) with their mappings, and target rows created without
+  a mapping go too.
+- ``target_wins``: the source takes the target's version: rows are written back into the
+  legacy table (FK UUIDs back to legacy IDs), rows gone from the target are deleted from the
+  source, and rows created in the target get a legacy key from the source's own generator
+  and a mapping (:mod:`isthmus.resolve_source`).
+- ``skip``: nothing is applied; the differential is closed.
+- ``manual_review``: refused here; the differential waits for a person (``--strategy``).
+
+The records are applied as they are *now* (not as they were when compared), so applying a
+differential twice, or after the rows changed again, converges to the same state; a
+resolved differential is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from isthmus import mapping
+from isthmus.batch_writer import BatchWriter, Outcome
+from isthmus.copytext import to_copy_text
+from isthmus.dialects.keyset import chunked
+from isthmus.dialects.pgconn import translated
+from isthmus.diff_classify import DELETED
+from isthmus.errors import UsageError
+from isthmus.loadplan import EntityLoad, build_load, loose
+from isthmus.mapping_cache import MappingCache
+from isthmus.migrate import target_session
+from isthmus.state.models import DataDifferential
+from isthmus.state.schema import require_current
+from isthmus.state.store import StateStore
+from isthmus.target import reflect_table
+from isthmus.transform import transform
+from isthmus.uuids import make_generator
+from isthmus.workspace import Workspace
+
+STRATEGIES = ("source_wins", "target_wins", "manual_review", "skip")
+
+
+@dataclass
+class Resolution:
+    differential_id: UUID
+    entity: str
+    comparison_type: str
+    strategy: str
+    already_resolved: bool = False
+    written: int = 0  # rows inserted or rewritten on the losing side
+    deleted: int = 0
+    quarantined: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "differential_id": str(self.differential_id),
+            "entity": self.entity,
+            "comparison_type": self.comparison_type,
+            "strategy": self.strategy,
+            "already_resolved": self.already_resolved,
+            "written": self.written,
+            "deleted": self.deleted,
+            "quarantined": self.quarantined,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class ResolveResult:
+    resolutions: list[Resolution]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(r.quarantined for r in self.resolutions) else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"resolutions": [r.to_dict() for r in self.resolutions]}
+
+
+def resolve_differentials(
+    ws: Workspace,
+    ids: Sequence[UUID] = (),
+    *,
+    strategy: str | None = None,
+    every_open: bool = False,
+    entities: Sequence[str] | None = None,
+) -> ResolveResult:
+    """Apply the differentials ``ids`` (or, with ``every_open``, all unresolved ones of the
+    entities): inserts and updates parents first, deletes children first."""
+    require_current(ws.engine, ws.state_schema)
+    if strategy is not None and strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
+    store = StateStore(ws.state_schema)
+    with ws.engine.connect() as sa:
+        if every_open:
+            found = store.list_differentials(sa, resolved=False, limit=100_000)
+        else:
+            found = [store.get_differential(sa, i) for i in ids]
+    if not ids and not every_open:
+        raise UsageError("name the differentials to resolve (IDs), or pass --all")
+    order = {p.name: n for n, p in enumerate(ws.plan.entities)}
+    wanted = set(entities or [])
+    items = [d for d in found if not wanted or _entity(d) in wanted]
+    items.sort(
+        key=lambda d: (
+            d.comparison_type == DELETED,
+            -order.get(_entity(d), 0) if d.comparison_type == DELETED else order.get(_entity(d), 0),
+        )
+    )
+    out = []
+    conn = ws.connect_target()
+    try:
+        target_session(conn)
+        applier = _Applier(ws, conn, store)
+        out = [applier.apply(d, strategy) for d in items]
+    finally:
+        conn.close()
+    return ResolveResult(out)
+
+
+def _entity(d: DataDifferential) -> str:
+    return str(d.metadata.get("entity") or d.source_table)
+
+
+class _Applier:
+    def __init__(self, ws: Workspace, conn: psycopg.Connection[Any], store: StateStore) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.store = store
+        self.schema = ws.state_schema
+        self.cache = MappingCache()
+        self.loads: dict[str, EntityLoad] = {}
+
+    def load(self, name: str) -> EntityLoad:
+        if name not in self.loads:
+            planned = self.ws.plan[name]
+            table = reflect_table(
+                self.conn, self.ws.config.target.schema_, planned.entity.target_table
+            )
+            self.conn.commit()
+            self.loads[name] = build_load(planned, table, self.ws.plan, self.ws.source.capabilities)
+        return self.loads[name]
+
+    def apply(self, d: DataDifferential, strategy: str | None) -> Resolution:
+        chosen = strategy or str(d.resolution_strategy)
+        result = Resolution(d.id, _entity(d), str(d.comparison_type), chosen)
+        if d.resolved:
+            result.already_resolved = True
+            return result
+        if chosen == "manual_review":
+            raise UsageError(
+                f"differential {d.id} is parked for manual review: pass --strategy "
+                "source_wins|target_wins|skip to apply it"
+            )
+        load = self.load(result.entity)
+        ids = [int(str(i)) for i in d.legacy_ids]
+        listed = d.metadata.get("created_in_target")
+        created = [UUID(str(u)) for u in listed] if isinstance(listed, list) else []
+        if chosen == "source_wins":
+            self._source_wins(load, ids, created, result)
+        elif chosen == "target_wins":
+            from isthmus.resolve_source import target_wins
+
+            target_wins(self.ws, self.conn, load, ids, created=created, result=result)
+        with self.ws.engine.begin() as sa:
+            self.store.mark_differential_resolved(
+                sa,
+                d.id,
+                metadata={
+                    "resolution": {k: v for k, v in result.to_dict().items() if k != "notes"}
+                },
+            )
+        return result
+
+    # -- source wins ---------------------------------------------------------------------------
+
+    def _source_wins(
+        self, load: EntityLoad, ids: list[int], created: list[UUID], result: Resolution
+    ) -> None:
+        loose_load = loose(load)
+        present: list[int] = []
+        for part in chunked(sorted(set(ids)), self.ws.config.migration.batch_size):
+            rows = self.ws.source.fetch_keys(
+                load.source_table, load.read_columns, load.key_columns[0], part
+            )
+            if rows:
+                columns = [list(map(to_copy_text, c)) for c in zip(*rows, strict=True)]
+                outcome = self._write(loose_load, columns)
+                result.written += outcome.inserted + outcome.updated
+                result.quarantined += outcome.quarantined
+            present.extend(int(r[0]) for r in rows)
+        gone = sorted(set(ids) - set(present))
+        result.deleted += self._delete_target(load, gone, created)
+        self.conn.commit()
+
+    def _write(self, load: EntityLoad, columns: list[list[bytes]]) -> Outcome:
+        config = self.ws.config.migration
+        writer = BatchWriter(
+            self.conn,
+            load,
+            state_schema=self.schema,
+            generator=make_generator(config.uuid, config.uuid_namespace),
+            on_orphan=config.on_orphan,
+            fresh=False,
+            force=True,
+        )
+
+        def resolve(parent: str, legacy: Sequence[int]) -> dict[int, bytes]:
+            return self.cache.resolve_hex(self.conn, self.schema, parent, legacy)
+
+        batch = transform(load, columns, resolve)
+        outcome = writer.write(batch, "resolve", None)
+        self.conn.commit()
+        return outcome
+
+    def _delete_target(self, load: EntityLoad, legacy_ids: list[int], created: list[UUID]) -> int:
+        """Delete (or mark) the target rows of ``legacy_ids`` and the ``created`` ones; the
+        mappings of deleted rows go with them (a marked row keeps its mapping)."""
+        if not legacy_ids and not created:
+            return 0
+        target = sql.Identifier(load.target.schema, load.target.name)
+        key = sql.Identifier(load.columns[0].target)
+        m = mapping.table(self.schema)
+        soft = load.planned.entity.soft_delete
+        with translated(), mapping.cursor(self.conn) as cur:
+            uuids = [
+                r[0]
+                for r in cur.execute(
+                    sql.SQL(
+                        "SELECT uuid_id FROM {} WHERE entity_type = %s AND legacy_id = ANY(%s)"
+                    ).format(m),
+                    (load.name, mapping.Int8Array.of(legacy_ids)),
+                ).fetchall()
+            ] + created
+            if soft:
+                column = load.target.column(soft)
+                value = sql.SQL("true" if column and column.kind == "boolean" else "now()")
+                cur.execute(
+                    sql.SQL("UPDATE {t} SET {c} = {v} WHERE {k} = ANY(%s)").format(
+                        t=target, c=sql.Identifier(soft), v=value, k=key
+                    ),
+                    (uuids,),
+                )
+                return cur.rowcount
+            cur.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, key), (uuids,))
+            deleted = cur.rowcount
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE entity_type = %s AND legacy_id = ANY(%s)").format(m),
+                (load.name, mapping.Int8Array.of(legacy_ids)),
+            )
+        return deleted
