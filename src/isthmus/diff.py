@@ -21,14 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
-from isthmus import diff_detail
+from isthmus import diff_cursor, diff_detail
 from isthmus.canonical import CHECKSUM_ALGORITHM
 from isthmus.diff_classify import CONFLICTED, DELETED, TYPES, Found, classify
 from isthmus.diff_source import source_sums, sums_by_ids
@@ -153,7 +152,8 @@ class _EntityRun:
             self.result.method = "none"
             self.result.skipped = "keeps its key: compared by `isthmus validate`, not by diff"
             return self.result
-        marks = self._marks()
+        previous = diff_cursor.previous_marks(self)
+        marks = diff_cursor.marks(self)
         with self.ws.engine.begin() as sa:
             checkpoint = self.store.create_checkpoint(
                 sa,
@@ -170,7 +170,7 @@ class _EntityRun:
             self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)
         self.result.checkpoint_id = checkpoint.id
         try:
-            found = self._compare()
+            found = self._compare(previous)
             self.result.found = found
             self._store(checkpoint.id, found)
         except BaseException as exc:
@@ -190,7 +190,12 @@ class _EntityRun:
 
     # -- comparing -----------------------------------------------------------------------------
 
-    def _compare(self) -> Found:
+    def _compare(self, previous: dict[str, Any] | None) -> Found:
+        if previous is not None:
+            self.result.method = "cursor"
+            found = diff_cursor.compare(self, previous)
+            self._recheck(found)
+            return found
         self.result.method = "full"
         found = Found()
         sums = source_sums(
@@ -213,17 +218,6 @@ class _EntityRun:
         found.drop(set(ids))
         sums = sums_by_ids(self.ws.source, self.load, ids)
         classify(sums, self.side.mapped(self.conn, Scope(ids=ids), exact=True), found)
-
-    def _marks(self) -> dict[str, Any] | None:
-        """Where the cursors stand now: the next cursor diff looks at rows changed after."""
-        entity = self.load.planned.entity
-        if not entity.updated_at:
-            return None
-        return {
-            "source_column": entity.updated_at,
-            "target_column": entity.target_updated_at,
-            "taken_at": datetime.now(UTC).isoformat(),
-        }
 
     # -- storing -------------------------------------------------------------------------------
 

@@ -133,6 +133,8 @@ class Capabilities:
     # Temporal text always carries the column's declared fractional digits (MySQL prints
     # datetime(6) with six; PostgreSQL drops trailing zeros).
     pads_fractional_seconds: bool = False
+    # The operator dividing two integers into an integer truncated toward zero.
+    integer_division: str = "/"
     # Rows can be written back (upsert_rows, delete_keys, insert_with_new_keys): needed for
     # target_wins resolution and bidirectional sync.
     writable_source: bool = False
@@ -230,6 +232,35 @@ class SourceDialect(abc.ABC):
             table, columns, key, after=after, upto=upto, batch_size=batch_size, since=since
         ):
             yield list(zip(*rows, strict=True))
+
+    def max_value(self, table: str, column: str) -> Any:
+        """The largest value of ``column`` (a change cursor's mark), None for an empty table."""
+        sql = f"SELECT max({self.quote(column)}) FROM {self.relation(table)}"  # noqa: S608
+        return self._query(sql, doing=f"reading the newest {table!r}.{column!r}")[0][0]
+
+    def key_buckets(self, table: str, key: str, width: int) -> dict[int, tuple[int, int]]:
+        """(row count, sum of keys) of each bucket of ``width`` keys (key / width truncated
+        toward zero), counted inside the database: a key-only pass that sends back a few
+        numbers per bucket, not the keys."""
+        k = self.quote(key)
+        div = self.capabilities.integer_division
+        sql = (
+            f"SELECT {k} {div} {int(width)}, count(*), sum({k}) FROM {self.relation(table)}"  # noqa: S608
+            f" WHERE {k} IS NOT NULL GROUP BY 1"
+        )
+        rows = self._query(sql, doing=f"counting the keys of {table!r}")
+        return {int(b): (int(n), int(total)) for b, n, total in rows}
+
+    def keys_in_ranges(self, table: str, key: str, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        """The keys of ``table`` within the inclusive ``ranges``, ascending."""
+        k = self.quote(key)
+        out: list[int] = []
+        for start in range(0, len(ranges), 200):
+            part = ranges[start : start + 200]
+            where = " OR ".join(f"({k} BETWEEN {int(lo)} AND {int(hi)})" for lo, hi in part)
+            sql = f"SELECT {k} FROM {self.relation(table)} WHERE {where}"  # noqa: S608
+            out.extend(int(r[0]) for r in self._query(sql, doing=f"reading keys of {table!r}"))
+        return sorted(out)
 
     @abc.abstractmethod
     def fetch_keys(

@@ -62,6 +62,7 @@ CAPABILITIES = Capabilities(
     max_bind_parameters=65_535,
     identifier_quote="`",
     pads_fractional_seconds=True,
+    integer_division="DIV",
     writable_source=True,  # through a connection of its own, opened when first needed
     native_booleans=False,
     aware_datetimes=False,
@@ -447,11 +448,13 @@ class Source(SourceDialect):
                 sets = ", ".join(f"{t}.{q} = s.{q}" for q in quoted if q != k)
                 if sets:
                     cur.execute(f"UPDATE {t} JOIN {tmp} AS s ON {t}.{k} = s.{k} SET {sets}")  # noqa: S608
-                cur.execute(
-                    f"INSERT INTO {t} ({', '.join(quoted)}) "  # noqa: S608
-                    f"SELECT {', '.join('s.' + q for q in quoted)} FROM {tmp} AS s "
-                    f"LEFT JOIN {t} ON {t}.{k} = s.{k} WHERE {t}.{k} IS NULL"
-                )
+                new_rows = f"FROM {tmp} AS s LEFT JOIN {t} ON {t}.{k} = s.{k} WHERE {t}.{k} IS NULL"
+                cur.execute(f"SELECT count(*) {new_rows}")
+                if cur.fetchall()[0][0]:  # strict mode refuses even an empty INSERT ... SELECT
+                    cur.execute(  # that leaves out a NOT NULL column without a default
+                        f"INSERT INTO {t} ({', '.join(quoted)}) "
+                        f"SELECT {', '.join('s.' + q for q in quoted)} {new_rows}"
+                    )
         finally:
             self._drop_temporary(tmp)
         return len(rows)
@@ -578,7 +581,7 @@ class Source(SourceDialect):
         for i, name in enumerate(columns):
             col = self._qualified(table, name)
             data_type = types.get(name, "")
-            if data_type == "bit":
+            if data_type in ("bit", "year"):  # YEAR prints 0 as `0000`: read the number
                 select.append(f"({col} + 0)")
             elif data_type == "set":
                 select.append(f"CAST({col} AS CHAR)")

@@ -1,0 +1,217 @@
+"""The cursor diff: only what changed since the last diff, whatever the table's size.
+
+An entity with ``updated_at`` (and its target column) whose last diff left cursor marks is
+compared on a few sets of legacy IDs instead of every row:
+
+- source rows with ``updated_at`` at or after the last source mark less the overlap
+  (``[diff] cursor_overlap_seconds``: a transaction that committed late with an earlier
+  time is still seen), and target rows likewise by the target column;
+- the records the earlier diffs left unresolved (they have not necessarily changed since);
+- deletes, found without reading keys: the source and the ID map count their keys per
+  bucket inside each database, and only buckets whose (count, sum) differ are read; target
+  rows gone from under a mapping are one anti-join inside PostgreSQL.
+
+Those IDs are then compared exactly like the full diff does (same checksums, same rules).
+A row changed without touching ``updated_at`` is only seen by a full diff: ``isthmus diff``
+runs one whenever an entity has no marks yet.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from isthmus import mapping
+from isthmus.diff_classify import Found, classify
+from isthmus.diff_source import source_sums, sums_by_ids
+from isthmus.diff_target import Scope, copy_lines
+
+if TYPE_CHECKING:
+    from isthmus.diff import _EntityRun
+
+_BUCKET = 4096  # keys per bucket of the delete pass
+
+
+def marks(run: _EntityRun) -> dict[str, Any] | None:
+    """Where both cursors stand before this diff reads anything."""
+    entity = run.load.planned.entity
+    if not entity.updated_at or not entity.target_updated_at:
+        return None
+    source_mark = run.ws.source.max_value(run.load.source_table, entity.updated_at)
+    query = sql.SQL("SELECT max({}) FROM {}").format(
+        sql.Identifier(entity.target_updated_at), run.side.target
+    )
+    row = run.conn.execute(query).fetchone()
+    run.conn.commit()
+    return {
+        "source_column": entity.updated_at,
+        "target_column": entity.target_updated_at,
+        "source_mark": _text(source_mark),
+        "target_mark": _text(row[0] if row else None),
+    }
+
+
+def previous_marks(run: _EntityRun) -> dict[str, Any] | None:
+    """The marks of the entity's last completed diff, when they are usable."""
+    statement = sql.SQL(
+        "SELECT metadata->'cursor' FROM {} WHERE operation_type = 'validation'"
+        " AND entity_type = %s AND job_id IS NULL AND status = 'completed'"
+        " AND metadata->>'command' = 'diff' AND metadata->'cursor'->>'source_column' = %s"
+        " ORDER BY created_at DESC LIMIT 1"
+    ).format(sql.Identifier(run.schema, "migration_checkpoints"))
+    column = run.load.planned.entity.updated_at
+    row = run.conn.execute(statement, (run.load.name, column)).fetchone()
+    run.conn.commit()
+    found = row[0] if row else None
+    entity = run.load.planned.entity
+    if (
+        not isinstance(found, dict)
+        or found.get("source_column") != entity.updated_at
+        or found.get("target_column") != entity.target_updated_at
+        or found.get("source_mark") is None
+        or found.get("target_mark") is None
+    ):
+        return None
+    return found
+
+
+def compare(run: _EntityRun, previous: dict[str, Any]) -> Found:
+    load, side, conn, source = run.load, run.side, run.conn, run.ws.source
+    entity = load.planned.entity
+    overlap = timedelta(seconds=run.config.cursor_overlap_seconds)
+    assert entity.updated_at and entity.target_updated_at
+    since_source = _back(previous["source_mark"], overlap)
+    since_target = _back(previous["target_mark"], overlap)
+
+    changed = dict(source_sums(source, load, since=(entity.updated_at, since_source)))
+    target_ids, created = _target_changed(run, entity.target_updated_at, since_target)
+    open_ids, open_created = _still_open(run)
+    deleted = _source_deletes(run) | _target_deletes(run)
+
+    ids = sorted(set(changed) | target_ids | open_ids | deleted)
+    rest = [i for i in ids if i not in changed]
+    sums = dict(changed)
+    sums.update(sums_by_ids(source, load, rest))
+    found = Found()
+    classify(sorted(sums.items()), side.mapped(conn, Scope(ids=ids)), found)
+    found.created_in_target = _unmapped(run, sorted(set(created) | open_created))
+    conn.commit()
+    return found
+
+
+def _target_changed(run: _EntityRun, column: str, since: str) -> tuple[set[int], list[str]]:
+    """Legacy IDs of the target rows changed since ``since``, and the changed rows that no
+    mapping points at (created in the target)."""
+    gone = sql.SQL("") if run.side.gone is None else sql.SQL(" AND NOT {}").format(run.side.gone)
+    query = sql.SQL(
+        "SELECT m.legacy_id, t.{k}::text FROM {t} AS t LEFT JOIN {m} AS m ON"
+        " m.entity_type = %s AND m.uuid_id = t.{k} WHERE t.{c} >= %s{gone}"
+    ).format(
+        k=run.side.key,
+        t=run.side.target,
+        m=mapping.table(run.schema),
+        c=sql.Identifier(column),
+        gone=gone,
+    )
+    rows = run.conn.execute(query, (run.load.name, since)).fetchall()
+    ids = {int(r[0]) for r in rows if r[0] is not None}
+    return ids, [str(r[1]) for r in rows if r[0] is None]
+
+
+def _still_open(run: _EntityRun) -> tuple[set[int], set[str]]:
+    """What unresolved differentials of the entity still list."""
+    query = sql.SQL(
+        "SELECT legacy_ids, metadata->'created_in_target' FROM {} WHERE NOT resolved"
+        " AND metadata->>'entity' = %s"
+    ).format(sql.Identifier(run.schema, "data_differentials"))
+    ids: set[int] = set()
+    created: set[str] = set()
+    for legacy_ids, listed in run.conn.execute(query, (run.load.name,)):
+        ids.update(int(i) for i in legacy_ids)
+        if isinstance(listed, list):
+            created.update(str(u) for u in listed)
+    return ids, created
+
+
+def _source_deletes(run: _EntityRun) -> set[int]:
+    """Legacy IDs in the map but not in the source, and in the source but not in the map,
+    read only in the key buckets where the two disagree."""
+    load = run.load
+    source_buckets = run.ws.source.key_buckets(load.source_table, load.key_columns[0], _BUCKET)
+    query = sql.SQL(
+        "SELECT legacy_id / %s, count(*), sum(legacy_id) FROM {} WHERE entity_type = %s GROUP BY 1"
+    ).format(mapping.table(run.schema))
+    mapped = {
+        int(b): (int(n), int(s))
+        for b, n, s in run.conn.execute(query, (_BUCKET, load.name)).fetchall()
+    }
+    dirty = sorted(
+        b for b in set(source_buckets) | set(mapped) if source_buckets.get(b) != mapped.get(b)
+    )
+    if not dirty:
+        return set()
+    ranges = [_bucket_range(b) for b in dirty]
+    in_source = set(run.ws.source.keys_in_ranges(load.source_table, load.key_columns[0], ranges))
+    query = sql.SQL(
+        "COPY (SELECT legacy_id FROM {} AS m WHERE entity_type = {}{}) TO STDOUT"
+    ).format(
+        mapping.table(run.schema),
+        sql.Literal(load.name),
+        Scope(ranges=ranges).where(sql.SQL("m.legacy_id")),
+    )
+    with run.conn.cursor() as cur, cur.copy(query) as copy:
+        in_map = {int(line) for line in copy_lines(copy)}
+    return in_source ^ in_map
+
+
+def _target_deletes(run: _EntityRun) -> set[int]:
+    """Legacy IDs whose mapped target row is gone (or soft-deleted)."""
+    absent = sql.SQL("t.{} IS NULL").format(run.side.key)
+    if run.side.gone is not None:
+        absent = sql.SQL("({} OR {})").format(absent, run.side.gone)
+    query = sql.SQL(
+        "SELECT m.legacy_id FROM {m} AS m LEFT JOIN {t} AS t ON t.{k} = m.uuid_id"
+        " WHERE m.entity_type = %s AND {absent}"
+    ).format(m=mapping.table(run.schema), t=run.side.target, k=run.side.key, absent=absent)
+    return {int(r[0]) for r in run.conn.execute(query, (run.load.name,)).fetchall()}
+
+
+def _unmapped(run: _EntityRun, keys: list[str]) -> list[str]:
+    """Of ``keys`` (target rows), those still present and still without a mapping."""
+    if not keys:
+        return []
+    gone = sql.SQL("") if run.side.gone is None else sql.SQL(" AND NOT {}").format(run.side.gone)
+    query = sql.SQL(
+        "SELECT t.{k}::text FROM {t} AS t WHERE t.{k} = ANY(%s::uuid[]) AND NOT EXISTS"
+        " (SELECT 1 FROM {m} AS m WHERE m.entity_type = %s AND m.uuid_id = t.{k}){gone}"
+        " ORDER BY 1"
+    ).format(k=run.side.key, t=run.side.target, m=mapping.table(run.schema), gone=gone)
+    return [str(r[0]) for r in run.conn.execute(query, (keys, run.load.name)).fetchall()]
+
+
+def _bucket_range(bucket: int) -> tuple[int, int]:
+    """The keys of a bucket of ``key / width`` truncated toward zero (0 spans both signs)."""
+    if bucket > 0:
+        return bucket * _BUCKET, bucket * _BUCKET + _BUCKET - 1
+    if bucket < 0:
+        return bucket * _BUCKET - _BUCKET + 1, bucket * _BUCKET
+    return -_BUCKET + 1, _BUCKET - 1
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def _back(mark: str, overlap: timedelta) -> str:
+    """``mark`` less ``overlap`` when it is a time (a version number stays as it is)."""
+    try:
+        when = datetime.fromisoformat(mark)
+    except ValueError:
+        return mark
+    return (when - overlap).isoformat(sep=" ")
