@@ -263,9 +263,10 @@ def norm_timestamp(field: Field) -> Field:
     if field.endswith(b"+00"):  # timestamptz printed by a UTC session
         field = field[:-3]
     size = len(field)
-    if size == 26 and field[10:11] == b" " and field[19:20] == b"." and field[25] in _DIGITS:
+    # (the fraction all digits: `…:07.123+02` is 26 bytes too; `…14:00+02` is 19)
+    if size == 26 and field[10:11] == b" " and field[19:20] == b"." and field[20:].isdigit():
         return field
-    if size == 19 and field[10:11] == b" " and field[18] in _DIGITS:
+    if size == 19 and field[10:11] == b" " and field[16:17] == b":" and field[18] in _DIGITS:
         return field + b".000000"
     if _TS_FULL.fullmatch(field):
         return _pad_fraction(field, 19)

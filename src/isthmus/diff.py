@@ -218,6 +218,9 @@ class _EntityRun:
         found.drop(set(ids))
         sums = sums_by_ids(self.ws.source, self.load, ids)
         classify(sums, self.side.mapped(self.conn, Scope(ids=ids), exact=True), found)
+        for sides in found.ids.values():  # rechecked ids were appended: ascending again
+            for members in sides.values():
+                members.sort()
 
     # -- storing -------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from isthmus.batch_writer import BatchWriter, Outcome
 from isthmus.copytext import to_copy_text
 from isthmus.dialects.keyset import chunked
 from isthmus.dialects.pgconn import translated
-from isthmus.diff_classify import DELETED
+from isthmus.diff_classify import DELETED, MISSING
 from isthmus.errors import UsageError
 from isthmus.loadplan import EntityLoad, build_load, loose
 from isthmus.mapping_cache import MappingCache
@@ -110,10 +110,17 @@ def resolve_differentials(
     order = {p.name: n for n, p in enumerate(ws.plan.entities)}
     wanted = set(entities or [])
     items = [d for d in found if not wanted or _entity(d) in wanted]
+
+    def deletes(d: DataDifferential) -> bool:
+        """Applying ``d`` deletes on the losing side (children first): a deleted_records one
+        under source_wins, a missing_records one under target_wins (the source loses rows)."""
+        target_wins = (strategy or str(d.resolution_strategy)) == "target_wins"
+        return d.comparison_type == (MISSING if target_wins else DELETED)
+
     items.sort(
         key=lambda d: (
-            d.comparison_type == DELETED,
-            -order.get(_entity(d), 0) if d.comparison_type == DELETED else order.get(_entity(d), 0),
+            deletes(d),
+            -order.get(_entity(d), 0) if deletes(d) else order.get(_entity(d), 0),
         )
     )
     out = []
