@@ -498,3 +498,38 @@ def plant_everything(setup: Setup, *, stale: bool = True) -> Plantation:
     )
     out.created["products"] = [created]
     return out
+
+
+def touch(setup: Setup, planted: Plantation, stamp: str = "2030-01-01 00:00:00") -> None:
+    """Set ``updated_at`` to ``stamp`` (later than any demo row's) on each side where a
+    planted row was inserted or changed and still is, as a legacy app and the target's
+    writers would: what a cursor diff goes by."""
+    url = setup.source
+
+    def source_touch(entity: str) -> str:
+        return f"UPDATE {quote(url, entity)} SET updated_at = %s WHERE id = %s"  # noqa: S608
+
+    def target_touch(entity: str) -> str:
+        return f"UPDATE public.{entity} SET updated_at = %s WHERE id = %s"  # noqa: S608
+
+    src: list[tuple[str, list[Any]]] = []
+    tgt: list[tuple[str, tuple[Any, ...]]] = []
+    for p in planted.planted:
+        in_source = p.kind != DELETED and (p.kind != MISSING or p.side != "target")
+        in_target = p.kind != MISSING and (p.kind != DELETED or p.side == "both")
+        if in_source and (p.kind == MISSING or p.side in ("source", "both")):
+            src.append((source_touch(p.entity), [stamp, p.legacy_id]))
+        if in_target and p.side in ("target", "both"):
+            tgt.append((target_touch(p.entity), (stamp, uuid_of(setup, p.entity, p.legacy_id))))
+    for entity, created in planted.created.items():
+        tgt.extend((target_touch(entity), (stamp, uuid)) for uuid in created)
+    run_sql(url, src)
+    run_target(setup, tgt)
+
+
+def cursor_config() -> str:
+    """Every demo entity with its ``updated_at`` cursor on both sides."""
+    return "\n".join(
+        f'[entities.{e}]\nupdated_at = "updated_at"\ntarget_updated_at = "updated_at"'
+        for e in DEMO_ENTITIES
+    )

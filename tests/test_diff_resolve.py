@@ -513,3 +513,40 @@ def test_target_wins_numbers_a_parent_and_its_child_created_in_the_target(
     assert (int(parent), sku) == (new_order, "NEW-SKU")
     assert_no_differences(setup)
     check_equal(setup.config)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="resolve.py _Applier.apply marks a differential resolved even when target_wins "
+    "skipped its rows (a reference to a target row with no legacy id), and the note names "
+    "'legacy id 0' instead of the created row's UUID (resolve_source.py target_wins)",
+)
+def test_target_wins_leaves_open_what_it_could_not_apply(
+    sqlite_url: DatabaseURL, fresh_pg_url: DatabaseURL, tmp_path: Path
+) -> None:
+    """A product created in the target under an order also created there, resolved alone:
+    its parent has no legacy id yet, so it cannot go into the source. It is skipped with a
+    note; its differential must stay open (it was not applied)."""
+    setup = migrated(sqlite_url, fresh_pg_url, tmp_path)
+    with setup.target_conn() as conn:
+        order = conn.execute(
+            "INSERT INTO public.orders SELECT gen_random_uuid(), patient_id, 'NEW-ORDER', status,"
+            " total, placed_at, created_at, updated_at FROM public.orders WHERE id = %s"
+            " RETURNING id::text",
+            (uuid_of(setup, "orders", source_ids(sqlite_url, "orders")[0]),),
+        ).fetchone()[0]  # type: ignore[index]
+        product = conn.execute(
+            "INSERT INTO public.products SELECT gen_random_uuid(), %s, 'NEW-SKU', name,"
+            " quantity, unit_price, weight_g, created_at, updated_at FROM public.products"
+            " WHERE id = %s RETURNING id::text",
+            (order, uuid_of(setup, "products", source_ids(sqlite_url, "products")[0])),
+        ).fetchone()[0]  # type: ignore[index]
+    diff_ids(setup)
+    result = commands.differentials_resolve(
+        setup.config, strategy="target_wins", every_open=True, entities=["products"]
+    )
+    (r,) = result.resolutions
+    assert r.written == 0 and len(r.notes) == 1
+    assert product in r.notes[0], r.notes
+    (d,) = [d for d in stored_differentials(setup) if d["cp_entity"] == "products"]
+    assert d["resolved"] is False
