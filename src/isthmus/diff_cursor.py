@@ -18,9 +18,12 @@ runs one whenever an entity has no marks yet.
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 
 from isthmus import mapping
@@ -31,7 +34,33 @@ from isthmus.diff_target import Scope, copy_lines
 if TYPE_CHECKING:
     from isthmus.diff import _EntityRun
 
-_BUCKET = 4096  # keys per bucket of the delete pass
+log = logging.getLogger(__name__)
+_BUCKET = 64  # keys per bucket of the delete pass: scattered deletes dirty few keys
+
+
+def capture_deletes(run: _EntityRun) -> bool:
+    """Put the delete-capturing trigger on the entity's target table (idempotent); False when
+    the target refuses (no right to create triggers): the cursor diff then scans instead."""
+    name = sql.Identifier(f"isthmus_deletions_{run.schema}")
+    statement = sql.SQL(
+        "CREATE OR REPLACE TRIGGER {name} AFTER DELETE ON {t} REFERENCING OLD TABLE AS"
+        " isthmus_gone FOR EACH STATEMENT EXECUTE FUNCTION {f}({s}, {e}, {k})"
+    ).format(
+        name=name,
+        t=run.side.target,
+        f=sql.Identifier(run.schema, "record_target_deletion"),
+        s=sql.Literal(run.schema),
+        e=sql.Literal(run.load.name),
+        k=sql.Literal(run.load.columns[0].target),
+    )
+    try:
+        run.conn.execute(statement)
+        run.conn.commit()
+    except psycopg.Error as exc:
+        run.conn.rollback()
+        log.warning("%s: cannot capture deletes in the target (%s)", run.load.name, exc)
+        return False
+    return True
 
 
 def marks(run: _EntityRun) -> dict[str, Any] | None:
@@ -39,17 +68,21 @@ def marks(run: _EntityRun) -> dict[str, Any] | None:
     entity = run.load.planned.entity
     if not entity.updated_at or not entity.target_updated_at:
         return None
+    captured = capture_deletes(run)
     source_mark = run.ws.source.max_value(run.load.source_table, entity.updated_at)
     query = sql.SQL("SELECT max({}) FROM {}").format(
         sql.Identifier(entity.target_updated_at), run.side.target
     )
     row = run.conn.execute(query).fetchone()
+    clock = run.conn.execute("SELECT now()").fetchone()
     run.conn.commit()
     return {
         "source_column": entity.updated_at,
         "target_column": entity.target_updated_at,
         "source_mark": _text(source_mark),
         "target_mark": _text(row[0] if row else None),
+        "target_clock": _text(clock[0] if clock else None),
+        "deletes_captured": captured,
     }
 
 
@@ -88,7 +121,7 @@ def compare(run: _EntityRun, previous: dict[str, Any]) -> Found:
     changed = dict(source_sums(source, load, since=(entity.updated_at, since_source)))
     target_ids, created = _target_changed(run, entity.target_updated_at, since_target)
     open_ids, open_created = _still_open(run)
-    deleted = _source_deletes(run) | _target_deletes(run)
+    deleted = _source_deletes(run) | _target_deletes(run, previous, overlap)
 
     ids = sorted(set(changed) | target_ids | open_ids | deleted)
     rest = [i for i in ids if i not in changed]
@@ -137,37 +170,57 @@ def _still_open(run: _EntityRun) -> tuple[set[int], set[str]]:
 
 def _source_deletes(run: _EntityRun) -> set[int]:
     """Legacy IDs in the map but not in the source, and in the source but not in the map,
-    read only in the key buckets where the two disagree."""
+    read only in the key buckets where the two disagree. Each database counts its own
+    buckets, both at once."""
     load = run.load
-    source_buckets = run.ws.source.key_buckets(load.source_table, load.key_columns[0], _BUCKET)
+    table, key = load.source_table, load.key_columns[0]
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(run.ws.source.key_buckets, table, key, _BUCKET)
+        query = sql.SQL(
+            "SELECT legacy_id / %s, count(*), sum(legacy_id) FROM {} WHERE entity_type = %s"
+            " GROUP BY 1"
+        ).format(mapping.table(run.schema))
+        rows = run.conn.execute(query, (_BUCKET, load.name)).fetchall()
+        mapped = {int(b): (int(n), int(s)) for b, n, s in rows}
+        in_source = pending.result()
+        dirty = sorted(b for b in set(in_source) | set(mapped) if in_source.get(b) != mapped.get(b))
+        if not dirty:
+            return set()
+        ranges = [_bucket_range(b) for b in dirty]
+        keys = pool.submit(run.ws.source.keys_in_ranges, table, key, ranges)
+        in_map = _mapped_in_ranges(run, ranges)
+        return set(keys.result()) ^ in_map
+
+
+def _mapped_in_ranges(run: _EntityRun, ranges: list[tuple[int, int]]) -> set[int]:
+    lows = "{" + ",".join(str(lo) for lo, _ in ranges) + "}"
+    highs = "{" + ",".join(str(hi) for _, hi in ranges) + "}"
+    # the ranges drive: one index range scan of the map each
     query = sql.SQL(
-        "SELECT legacy_id / %s, count(*), sum(legacy_id) FROM {} WHERE entity_type = %s GROUP BY 1"
-    ).format(mapping.table(run.schema))
-    mapped = {
-        int(b): (int(n), int(s))
-        for b, n, s in run.conn.execute(query, (_BUCKET, load.name)).fetchall()
-    }
-    dirty = sorted(
-        b for b in set(source_buckets) | set(mapped) if source_buckets.get(b) != mapped.get(b)
-    )
-    if not dirty:
-        return set()
-    ranges = [_bucket_range(b) for b in dirty]
-    in_source = set(run.ws.source.keys_in_ranges(load.source_table, load.key_columns[0], ranges))
-    query = sql.SQL(
-        "COPY (SELECT legacy_id FROM {} AS m WHERE entity_type = {}{}) TO STDOUT"
+        "COPY (SELECT m.legacy_id FROM unnest({}::int8[], {}::int8[]) AS r(lo, hi)"
+        " JOIN {} AS m ON m.entity_type = {} AND m.legacy_id BETWEEN r.lo AND r.hi) TO STDOUT"
     ).format(
+        sql.Literal(lows),
+        sql.Literal(highs),
         mapping.table(run.schema),
-        sql.Literal(load.name),
-        Scope(ranges=ranges).where(sql.SQL("m.legacy_id")),
+        sql.Literal(run.load.name),
     )
     with run.conn.cursor() as cur, cur.copy(query) as copy:
-        in_map = {int(line) for line in copy_lines(copy)}
-    return in_source ^ in_map
+        return {int(line) for line in copy_lines(copy)}
 
 
-def _target_deletes(run: _EntityRun) -> set[int]:
-    """Legacy IDs whose mapped target row is gone (or soft-deleted)."""
+def _target_deletes(run: _EntityRun, previous: dict[str, Any], overlap: timedelta) -> set[int]:
+    """Legacy IDs whose mapped target row is gone: from the captured deletes when the
+    trigger was in place at the last marks, else by an anti-join of the map and the table.
+    (Soft-deleted rows changed their ``updated_at``; the comparison sees them gone.)"""
+    if previous.get("deletes_captured") and previous.get("target_clock"):
+        query = sql.SQL(
+            "SELECT m.legacy_id FROM {d} AS d JOIN {m} AS m ON m.entity_type = d.entity_type"
+            " AND m.uuid_id = d.target_key WHERE d.entity_type = %s AND d.deleted_at >= %s"
+        ).format(d=sql.Identifier(run.schema, "target_deletions"), m=mapping.table(run.schema))
+        since = _back(str(previous["target_clock"]), overlap)
+        rows = run.conn.execute(query, (run.load.name, since)).fetchall()
+        return {int(r[0]) for r in rows}
     absent = sql.SQL("t.{} IS NULL").format(run.side.key)
     if run.side.gone is not None:
         absent = sql.SQL("({} OR {})").format(absent, run.side.gone)

@@ -181,6 +181,7 @@ def run_migration(
             if load.deferred:
                 result.references_updated = references.link(run, load, result.outcome)
         pending = run.apply_pending_ddl()
+        run.analyze([load for load, r in zip(loads, results, strict=True) if r.outcome.inserted])
         warnings = ws.source.take_warnings()
         open_count = run.open_quarantine([load.name for load in loads])
     finally:
@@ -532,6 +533,16 @@ class _Run:
         rows = self.conn.execute(statement).fetchall()
         self.conn.commit()
         return {str(r[0]).split(".", 1)[-1] for r in rows if r[0] and r[1] == "completed"}
+
+    def analyze(self, loads: Sequence[EntityLoad]) -> None:
+        """Fresh planner statistics for the tables that grew: a bulk load outruns autovacuum,
+        and a map the planner thinks empty makes every later diff and lookup scan it."""
+        if not loads:
+            return
+        tables = [sql.Identifier(load.target.schema, load.target.name) for load in loads]
+        for table in [sql.Identifier(self.schema, "legacy_id_mappings"), *tables]:
+            self.conn.execute(sql.SQL("ANALYZE {}").format(table))
+        self.conn.commit()
 
     def open_quarantine(self, entities: Sequence[str]) -> int:
         count = quarantine.count_open(self.conn, self.schema, entities)

@@ -31,6 +31,7 @@ CONTROL_TABLES = (
     "legacy_id_mappings",
     "quarantined_rows",
     "pending_ddl",
+    "target_deletions",
 )
 # First key of the two-key advisory lock; the second is the hash of the schema name.
 _LOCK_CLASS = 0x15_7A_05

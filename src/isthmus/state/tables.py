@@ -6,7 +6,8 @@ specification, plus the relationship foreign keys (``job_id``, ``checkpoint_id``
 and GIN indexes on the jsonb columns isthmus queries.
 
 Beyond the specification: ``quarantined_rows`` (bad rows that migrate isolated, with their
-key and reason) and ``pending_ddl`` (indexes and constraints deferred until after a bulk load).
+key and reason), ``pending_ddl`` (indexes and constraints deferred until after a bulk load) and
+``target_deletions`` (deletes in the target captured for the cursor diff).
 
 The two mapping indexes the specification lists are the indexes of its two
 unique constraints (same names, same columns): one index each, not two, on the
@@ -361,5 +362,14 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         CheckConstraint(
             "kind IN ('primary_key', 'unique', 'index', 'foreign_key')", name="ck_pending_ddl_kind"
         ),
+    )
+    Table(
+        "target_deletions",
+        md,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("entity_type", Text, nullable=False),
+        Column("target_key", UUID(as_uuid=True), nullable=False),
+        _ts("deleted_at", nullable=False, default_now=True),
+        Index("idx_target_deletions_entity", "entity_type", "deleted_at"),
     )
     return md
