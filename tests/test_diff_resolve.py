@@ -515,12 +515,6 @@ def test_target_wins_numbers_a_parent_and_its_child_created_in_the_target(
     check_equal(setup.config)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolve.py _Applier.apply marks a differential resolved even when target_wins "
-    "skipped its rows (a reference to a target row with no legacy id), and the note names "
-    "'legacy id 0' instead of the created row's UUID (resolve_source.py target_wins)",
-)
 def test_target_wins_leaves_open_what_it_could_not_apply(
     sqlite_url: DatabaseURL, fresh_pg_url: DatabaseURL, tmp_path: Path
 ) -> None:

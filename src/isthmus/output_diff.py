@@ -92,7 +92,8 @@ def show_resolutions(result: Any) -> None:
         console.print(
             f"{r.differential_id}: {r.entity} {r.comparison_type} by {r.strategy}:"
             f" {r.written:,} written, {r.deleted:,} deleted"
-            + (f", {r.quarantined:,} quarantined" if r.quarantined else ""),
+            + (f", {r.quarantined:,} quarantined" if r.quarantined else "")
+            + (f", {r.left_open:,} left open (not resolved)" if r.left_open else ""),
             markup=False,
         )
         for note in r.notes:

@@ -58,6 +58,7 @@ class Resolution:
     written: int = 0  # rows inserted or rewritten on the losing side
     deleted: int = 0
     quarantined: int = 0
+    left_open: int = 0  # records that could not be applied: the differential stays open
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +71,7 @@ class Resolution:
             "written": self.written,
             "deleted": self.deleted,
             "quarantined": self.quarantined,
+            "left_open": self.left_open,
             "notes": self.notes,
         }
 
@@ -80,7 +82,7 @@ class ResolveResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(r.quarantined for r in self.resolutions) else 0
+        return 1 if any(r.quarantined or r.left_open for r in self.resolutions) else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"resolutions": [r.to_dict() for r in self.resolutions]}
@@ -178,6 +180,8 @@ class _Applier:
             from isthmus.resolve_source import target_wins
 
             target_wins(self.ws, self.conn, load, ids, created=created, result=result)
+        if result.left_open:
+            return result  # applied in part: what is left is still a difference
         with self.ws.engine.begin() as sa:
             self.store.mark_differential_resolved(
                 sa,

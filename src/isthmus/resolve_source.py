@@ -51,7 +51,7 @@ def target_wins(
     described = [c for c in columns if c is not None]
 
     present = _target_rows(conn, side, Scope(ids=ids)) if ids else []
-    usable = [r for r in present if not _unmapped(r, result)]
+    usable = [r for r in present if not _unmapped(r, f"legacy id {r[0].decode()}", result)]
     if usable:
         rows = source_rows(described, usable, source.capabilities)
         result.written += source.upsert_rows(load.source_table, names, key, rows)
@@ -64,7 +64,7 @@ def target_wins(
     new_ids: list[int] = []
     if created:
         rows_created = _created_rows(conn, side, created)
-        keep = [(u, r) for u, r in rows_created if not _unmapped([b"0", *r], result)]
+        keep = [(u, r) for u, r in rows_created if not _unmapped(r, f"target row {u}", result)]
         if keep:
             values = source_rows(described[1:], [r for _, r in keep], source.capabilities)
             new_ids = source.insert_with_new_keys(load.source_table, names[1:], key, values)
@@ -121,13 +121,15 @@ def _created_rows(
     return [(UUID(f[0].decode()), f[1:]) for f in lines]
 
 
-def _unmapped(row: list[bytes], result: Resolution) -> bool:
-    """A reference to a target row that has no legacy ID: the source cannot hold it yet."""
-    for field in row[1:]:
+def _unmapped(row: list[bytes], label: str, result: Resolution) -> bool:
+    """A reference to a target row that has no legacy ID: the source cannot hold it yet, so
+    the row is left out and the differential stays open."""
+    for field in row:
         if field != NULL and field.startswith(b"unmapped:"):
+            result.left_open += 1
             result.notes.append(
-                f"legacy id {row[0].decode()}: skipped, it references a target row with no "
-                f"legacy id ({field.decode()}); resolve that row's entity first"
+                f"{label}: not applied, it references a target row with no legacy id "
+                f"({field.decode()[len('unmapped:') :]}); resolve that row's entity first"
             )
             return True
     return False
