@@ -27,7 +27,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from isthmus import diff_cursor, diff_detail
+from isthmus import diff_cursor, diff_detail, diff_segments
 from isthmus.canonical import CHECKSUM_ALGORITHM
 from isthmus.diff_classify import CONFLICTED, DELETED, TYPES, Found, classify
 from isthmus.diff_source import source_sums, sums_by_ids
@@ -194,6 +194,12 @@ class _EntityRun:
         if previous is not None:
             self.result.method = "cursor"
             found = diff_cursor.compare(self, previous)
+            self._recheck(found)
+            return found
+        segment_forms = diff_segments.forms(self)
+        if segment_forms is not None:
+            self.result.method = "segments"
+            found = diff_segments.compare(self, *segment_forms)
             self._recheck(found)
             return found
         self.result.method = "full"

@@ -29,7 +29,7 @@ from psycopg import sql
 from isthmus import mapping
 from isthmus.diff_classify import Found, classify
 from isthmus.diff_source import source_sums, sums_by_ids
-from isthmus.diff_target import Scope, copy_lines
+from isthmus.diff_target import Scope, bucket_range, mapped_in_ranges
 
 if TYPE_CHECKING:
     from isthmus.diff import _EntityRun
@@ -186,27 +186,10 @@ def _source_deletes(run: _EntityRun) -> set[int]:
         dirty = sorted(b for b in set(in_source) | set(mapped) if in_source.get(b) != mapped.get(b))
         if not dirty:
             return set()
-        ranges = [_bucket_range(b) for b in dirty]
+        ranges = [bucket_range(b, _BUCKET) for b in dirty]
         keys = pool.submit(run.ws.source.keys_in_ranges, table, key, ranges)
-        in_map = _mapped_in_ranges(run, ranges)
+        in_map = mapped_in_ranges(run.conn, run.schema, run.load.name, ranges)
         return set(keys.result()) ^ in_map
-
-
-def _mapped_in_ranges(run: _EntityRun, ranges: list[tuple[int, int]]) -> set[int]:
-    lows = "{" + ",".join(str(lo) for lo, _ in ranges) + "}"
-    highs = "{" + ",".join(str(hi) for _, hi in ranges) + "}"
-    # the ranges drive: one index range scan of the map each
-    query = sql.SQL(
-        "COPY (SELECT m.legacy_id FROM unnest({}::int8[], {}::int8[]) AS r(lo, hi)"
-        " JOIN {} AS m ON m.entity_type = {} AND m.legacy_id BETWEEN r.lo AND r.hi) TO STDOUT"
-    ).format(
-        sql.Literal(lows),
-        sql.Literal(highs),
-        mapping.table(run.schema),
-        sql.Literal(run.load.name),
-    )
-    with run.conn.cursor() as cur, cur.copy(query) as copy:
-        return {int(line) for line in copy_lines(copy)}
 
 
 def _target_deletes(run: _EntityRun, previous: dict[str, Any], overlap: timedelta) -> set[int]:
@@ -242,15 +225,6 @@ def _unmapped(run: _EntityRun, keys: list[str]) -> list[str]:
         " ORDER BY 1"
     ).format(k=run.side.key, t=run.side.target, m=mapping.table(run.schema), gone=gone)
     return [str(r[0]) for r in run.conn.execute(query, (keys, run.load.name)).fetchall()]
-
-
-def _bucket_range(bucket: int) -> tuple[int, int]:
-    """The keys of a bucket of ``key / width`` truncated toward zero (0 spans both signs)."""
-    if bucket > 0:
-        return bucket * _BUCKET, bucket * _BUCKET + _BUCKET - 1
-    if bucket < 0:
-        return bucket * _BUCKET - _BUCKET + 1, bucket * _BUCKET
-    return -_BUCKET + 1, _BUCKET - 1
 
 
 def _text(value: Any) -> str | None:

@@ -191,3 +191,32 @@ def copy_lines(copy: Any) -> Iterator[bytes]:
         yield from lines
     if rest:
         yield rest
+
+
+def bucket_range(bucket: int, width: int) -> tuple[int, int]:
+    """The keys of a bucket of ``key / width`` truncated toward zero (0 spans both signs)."""
+    if bucket > 0:
+        return bucket * width, bucket * width + width - 1
+    if bucket < 0:
+        return bucket * width - width + 1, bucket * width
+    return -width + 1, width - 1
+
+
+def mapped_in_ranges(
+    conn: psycopg.Connection[Any], schema: str, entity: str, ranges: list[tuple[int, int]]
+) -> set[int]:
+    """Legacy IDs of ``entity`` mapped within the inclusive ``ranges``."""
+    lows = "{" + ",".join(str(lo) for lo, _ in ranges) + "}"
+    highs = "{" + ",".join(str(hi) for _, hi in ranges) + "}"
+    # the ranges drive: one index range scan of the map each
+    query = sql.SQL(
+        "COPY (SELECT m.legacy_id FROM unnest({}::int8[], {}::int8[]) AS r(lo, hi)"
+        " JOIN {} AS m ON m.entity_type = {} AND m.legacy_id BETWEEN r.lo AND r.hi) TO STDOUT"
+    ).format(
+        sql.Literal(lows),
+        sql.Literal(highs),
+        mapping.table(schema),
+        sql.Literal(entity),
+    )
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        return {int(line) for line in copy_lines(copy)}

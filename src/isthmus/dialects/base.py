@@ -251,6 +251,17 @@ class SourceDialect(abc.ABC):
         rows = self._query(sql, doing=f"counting the keys of {table!r}")
         return {int(b): (int(n), int(total)) for b, n, total in rows}
 
+    def segment_form(self, column: str, source_kind: str | None, target_kind: Any) -> str | None:
+        """The column's segment form in this database's SQL (see dialects/segment_sql.py),
+        None when this dialect cannot give one (segment checksums are then not used)."""
+        return None
+
+    def segment_sums(
+        self, table: str, key: str, forms: Sequence[str], width: int
+    ) -> dict[int, tuple[int, int]]:
+        """(rows, sum of row hashes) per bucket of ``width`` keys, computed in the database."""
+        raise NotImplementedError(f"{self.capabilities.name}: no segment checksums")
+
     def keys_in_ranges(self, table: str, key: str, ranges: Sequence[tuple[int, int]]) -> list[int]:
         """The keys of ``table`` within the inclusive ``ranges``, ascending."""
         k = self.quote(key)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from isthmus.dialects import mysql_driver, mysql_reflect, mysql_text
+from isthmus.dialects import mysql_driver, mysql_reflect, mysql_text, segment_sql
 from isthmus.dialects.base import (
     Capabilities,
     Row,
@@ -151,6 +151,18 @@ class Source(SourceDialect):
             if not mysql_driver.is_driver_error(exc):
                 raise
             raise self._failed(exc, doing) from exc
+
+    def segment_form(self, column: str, source_kind: str | None, target_kind: Any) -> str | None:
+        return segment_sql.mysql_form(self.quote(column), source_kind, target_kind)
+
+    def segment_sums(
+        self, table: str, key: str, forms: Sequence[str], width: int
+    ) -> dict[int, tuple[int, int]]:
+        query = segment_sql.mysql_bucket_query(
+            self.relation(table), self.quote(key), list(forms), width
+        )
+        rows = self._query(query, doing=f"checksumming segments of {table!r}")
+        return {int(b): (int(n), int(total)) for b, n, total in rows}
 
     def close(self) -> None:
         self._drop()

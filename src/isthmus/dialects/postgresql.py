@@ -23,7 +23,7 @@ import psycopg
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from isthmus.dialects import pg_reflect, pgconn
+from isthmus.dialects import pg_reflect, pgconn, segment_sql
 from isthmus.dialects.base import (
     Capabilities,
     Row,
@@ -172,6 +172,18 @@ class Source(SourceDialect):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+    def segment_form(self, column: str, source_kind: str | None, target_kind: Any) -> str | None:
+        return segment_sql.pg_form(self.quote(column), source_kind, target_kind)
+
+    def segment_sums(
+        self, table: str, key: str, forms: Sequence[str], width: int
+    ) -> dict[int, tuple[int, int]]:
+        query = segment_sql.pg_bucket_query(
+            self.relation(table), self.quote(key), list(forms), width
+        )
+        rows = self._query(query, doing=f"checksumming segments of {table!r}")
+        return {int(b): (int(n), int(total)) for b, n, total in rows}
 
     def close(self) -> None:
         self._drop()
