@@ -74,6 +74,7 @@ class EntityConfig(_Strict):
     updated_at: str | None = None
     target_updated_at: str | None = None
     soft_delete: str | None = None  # target column set (not NULL/true) on rows deleted there
+    tolerances: dict[str, float | str] = Field(default_factory=dict)  # column → step
 
     @field_validator(
         "source_table",

@@ -236,6 +236,7 @@ class _EntityRun:
             "target_columns": [c.target for c in self.load.checksummed],
             "references_compared_as": "legacy parent id",
             "checksum_algorithm": CHECKSUM_ALGORITHM,
+            "tolerances": {c.source: c.tolerance for c in self.load.checksummed if c.tolerance},
             "method": self.result.method,
             "computed_in_database": {"target": self.side.in_database},
         }

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from isthmus import canonical
-from isthmus.canonical import NORMALIZERS, FieldFn
+from isthmus.canonical import FieldFn
 from isthmus.copytext import to_copy_text
 from isthmus.dialects.base import SourceDialect
 from isthmus.dialects.keyset import chunked
@@ -72,7 +72,7 @@ def source_sums(
 
 def full_normalizers(load: EntityLoad) -> list[FieldFn]:
     """Each column's normalizer for fields in any text form (not only its reader's)."""
-    return [NORMALIZERS[c.kind] for c in load.columns]
+    return [c.any_text for c in load.columns]
 
 
 def rows_by_ids(

@@ -64,7 +64,7 @@ class TargetSide:
         exprs: list[sql.Composable] = []
         for item, col, kind in zip(items, load.checksummed, self.kinds, strict=True):
             type_name = "text" if col.role in ("reference", "deferred") else _type(load, col.target)
-            expr = canonical_sql(item, kind, type_name)
+            expr = None if col.tolerance is not None else canonical_sql(item, kind, type_name)
             if expr is None:
                 exprs = []
                 break
@@ -75,6 +75,14 @@ class TargetSide:
         self.sql_line: sql.Composable = (
             sql.SQL(" || E'\\t' || ").join(exprs) if exprs else sql.Literal("")
         )
+
+    @property
+    def normalizers(self) -> list[canonical.FieldFn]:
+        """Canonical form of each compared target field (references: legacy IDs)."""
+        return [
+            c.tolerant(NORMALIZERS[k])
+            for c, k in zip(self.load.checksummed, self.kinds, strict=True)
+        ]
 
     @property
     def target(self) -> sql.Composable:
@@ -118,7 +126,7 @@ class TargetSide:
             e=sql.Literal(self.load.name),
             where=where,
         )
-        normalizers = [NORMALIZERS[k] for k in self.kinds]
+        normalizers = self.normalizers
         with conn.cursor() as cur, cur.copy(query) as copy:
             for line in copy_lines(copy):
                 fields = line.split(b"\t")
@@ -153,7 +161,7 @@ class TargetSide:
             e=sql.Literal(self.load.name),
             where=Scope(ids=ids).where(sql.SQL("m.legacy_id")),
         )
-        normalizers = [NORMALIZERS[k] for k in self.kinds]
+        normalizers = self.normalizers
         out: dict[int, list[bytes]] = {}
         with conn.cursor() as cur, cur.copy(query) as copy:
             for line in copy_lines(copy):

@@ -30,6 +30,7 @@ class Entity:
     updated_at: str | None = None
     target_updated_at: str | None = None
     soft_delete: str | None = None  # target column marking rows deleted there
+    tolerances: dict[str, float | str] = field(default_factory=dict)  # source column → step
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -102,6 +103,8 @@ def _resolve_one(
     references = _references(spec, table, table_owner, here, notes)
     if spec.updated_at:
         require(spec.updated_at, "updated_at")
+    for column in spec.tolerances:
+        require(column, f"tolerances.{column}")
     return Entity(
         name=name,
         source=table,
@@ -115,6 +118,7 @@ def _resolve_one(
         target_updated_at=spec.target_updated_at
         or (columns.get(spec.updated_at) if spec.updated_at else None),
         soft_delete=spec.soft_delete,
+        tolerances=dict(spec.tolerances),
         notes=tuple(notes),
     )
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from isthmus.canonical import CanonKind, Normalizer, SourceColumn, normalizer
+from isthmus.canonical import NORMALIZERS, CanonKind, FieldFn, Normalizer, SourceColumn, normalizer
 from isthmus.dialects.base import Capabilities
 from isthmus.errors import ConfigError
 from isthmus.plan import Plan, PlannedEntity
 from isthmus.target import TargetTable
+from isthmus.tolerance import tolerant
 
 Role = Literal["key", "value", "reference", "deferred"]
 
@@ -26,10 +27,22 @@ class ColumnLoad:
     role: Role
     normalizer: Normalizer
     parent: str | None = None  # the parent entity of a reference
+    tolerance: float | str | None = None  # compared after rounding to this step
 
     @property
     def kind(self) -> CanonKind:
         return self.normalizer.kind
+
+    def tolerant(self, fn: FieldFn) -> FieldFn:
+        """``fn`` then this column's tolerance rounding (``fn`` itself without one)."""
+        if self.tolerance is None:
+            return fn
+        return tolerant(fn, self.kind, self.tolerance, f"tolerances.{self.source}")
+
+    @property
+    def any_text(self) -> FieldFn:
+        """Canonical form of this column's fields in any text form (not only its reader's)."""
+        return self.tolerant(NORMALIZERS[self.kind])
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,13 @@ def build_load(
         else:
             role = "key" if source in key_sources else "value"
             norm = normalizer(tcol.kind, described)
-        columns.append(ColumnLoad(source, target_name, role, norm, parent))
+        tolerance = entity.tolerances.get(source)
+        if tolerance is not None:
+            if role != "value":
+                raise ConfigError(f"{where}: tolerances.{source}: keys and references are exact")
+            canon = tolerant(norm.canonical, norm.kind, tolerance, f"{where}: tolerances.{source}")
+            norm = Normalizer(norm.kind, canon, norm.to_target)
+        columns.append(ColumnLoad(source, target_name, role, norm, parent, tolerance))
     missing = [
         c.name
         for c in target.columns.values()
@@ -152,5 +171,11 @@ def build_load(
 def loose(load: EntityLoad) -> EntityLoad:
     """``load`` with every column normalised from any text form, not only its reader's
     (for rows fetched by key, whose text is not what ``stream_text`` prints)."""
-    columns = tuple(replace(c, normalizer=normalizer(c.kind, None)) for c in load.columns)
-    return replace(load, columns=columns)
+    columns = []
+    for c in load.columns:
+        loose_norm = normalizer(c.kind, None)
+        if c.tolerance is not None:
+            canon = c.tolerant(loose_norm.canonical)
+            loose_norm = Normalizer(c.kind, canon, loose_norm.to_target)
+        columns.append(replace(c, normalizer=loose_norm))
+    return replace(load, columns=tuple(columns))

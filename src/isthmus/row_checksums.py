@@ -89,7 +89,7 @@ def target_checksums(
         k=ident(key.target),
         joins=sql.SQL(" ").join(joins),
     )
-    normalizers = [NORMALIZERS[k] for k in kinds]
+    normalizers = [c.tolerant(NORMALIZERS[k]) for c, k in zip(load.checksummed, kinds, strict=True)]
     with conn.cursor() as cur, cur.copy(query) as copy:
         for line in _lines(copy):
             fields = line.split(b"\t")
