@@ -5,7 +5,8 @@ a config file written beside them so every other command can be tried on the
 same data (``isthmus --config isthmus-demo/isthmus.toml plan``). The target tables
 are derived from the source (``schema --apply``), everything is migrated, then the
 legacy side changes (a few updates, new rows) and a second, differential run moves
-only those.
+only those. Then both sides change (the new system edits and adds rows too) and
+``isthmus diff`` tells which side changed what, through the ID map.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 from isthmus import demo
 from isthmus.config import load_config
 from isthmus.dialects import pgconn
+from isthmus.diff import DiffResult, run_diff
 from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
 from isthmus.state.schema import InitResult, upgrade_state_schema
@@ -41,6 +46,8 @@ class DemoResult:
     migration: MigrationResult
     changes: dict[str, int]
     differential: MigrationResult
+    both_changed: dict[str, int] = field(default_factory=dict)
+    diff: DiffResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -57,6 +64,8 @@ class DemoResult:
             "migration": self.migration.to_dict(),
             "legacy_changes": self.changes,
             "differential": self.differential.to_dict(),
+            "both_sides_changed": self.both_changed,
+            "diff": self.diff.to_dict() if self.diff else None,
             "seconds": self.seconds,
         }
 
@@ -114,9 +123,62 @@ def run_demo(
         say("differential migration: only what changed moves")
         differential = run_migration(ws, progress=progress)
         seconds["differential"] = time.perf_counter() - started
+    say("changing both sides: the legacy application and the new one edit rows")
+    both = change_legacy_again(legacy)
+    with Workspace(config) as ws:
+        with ws.connect_target() as conn:
+            both.update(change_target(conn, ws.state_schema))
+            conn.commit()
+        started = time.perf_counter()
+        say("isthmus diff: what differs, and which side changed it")
+        found = run_diff(ws)
+        seconds["diff"] = time.perf_counter() - started
     return DemoResult(
-        workdir, config_path, rows, init, plan, migration, changes, differential, seconds
+        workdir,
+        config_path,
+        rows,
+        init,
+        plan,
+        migration,
+        changes,
+        differential,
+        both,
+        found,
+        seconds,
     )
+
+
+def change_legacy_again(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        updated = conn.execute(
+            "UPDATE doctors SET hourly_rate = hourly_rate + 5 WHERE id % 7 = 0"
+        ).rowcount
+    return {"legacy_updated": updated}
+
+
+def change_target(conn: psycopg.Connection[Any], state_schema: str) -> dict[str, int]:
+    """What the new system does meanwhile: edits rows, adds one, edits one the legacy side
+    edited too (a conflict both sides made)."""
+    m = sql.Identifier(state_schema, "legacy_id_mappings")
+    edited = conn.execute(
+        sql.SQL(
+            "UPDATE public.patients SET email = 'moved@example.com' WHERE id IN (SELECT uuid_id"
+            " FROM {} WHERE entity_type = 'patients' ORDER BY legacy_id LIMIT 3)"
+        ).format(m)
+    ).rowcount
+    edited += conn.execute(
+        sql.SQL(
+            "UPDATE public.doctors SET specialty = specialty || ' (new system)' WHERE id IN (SELECT uuid_id"
+            " FROM {} WHERE entity_type = 'doctors' AND legacy_id % 7 = 0 ORDER BY legacy_id"
+            " LIMIT 1)"
+        ).format(m)
+    ).rowcount
+    added = conn.execute(
+        "INSERT INTO public.offices SELECT gen_random_uuid(), 'Opened in the new system',"
+        " address, city, phone, timezone, is_active, created_at, updated_at FROM public.offices"
+        " LIMIT 1"
+    ).rowcount
+    return {"target_updated": edited, "target_inserted": added}
 
 
 def change_legacy(path: Path) -> dict[str, int]:

@@ -227,9 +227,20 @@ def show_demo(result: Any) -> None:
     )
     console.print("differential migration:", style="bold")
     show_migration(result.differential)
+    if result.diff is not None:
+        from isthmus.output_diff import show_diff
+
+        both = result.both_changed
+        console.print(
+            f"\nboth sides changed: {both.get('legacy_updated', 0)} legacy rows,"
+            f" {both.get('target_updated', 0)} target rows updated,"
+            f" {both.get('target_inserted', 0)} inserted in the target",
+            markup=False,
+        )
+        show_diff(result.diff)
     console.print(
         f"config written to {result.config_path}: try `isthmus --config {result.config_path}"
-        " checkpoints list` or `mappings lookup patients 100050`",
+        " differentials list` or `differentials resolve --all`",
         markup=False,
     )
 
