@@ -271,3 +271,12 @@ def test_init_refuses_control_tables_it_did_not_create(engine: sa.Engine, schema
 def test_schema_names_are_plain_identifiers(engine: sa.Engine, bad: str) -> None:
     with pytest.raises(ConfigError, match=r"target\.state_schema"):
         upgrade_state_schema(engine, bad)
+
+
+def test_revisions_read_from_file_names_are_alembics() -> None:
+    """``known_revisions`` avoids importing Alembic on every command: it must agree with it."""
+    from isthmus.state.schema import _scripts, known_revisions
+
+    scripts = _scripts()
+    assert list(known_revisions()) == [s.revision for s in reversed(list(scripts.walk_revisions()))]
+    assert head_revision() == scripts.get_current_head()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -113,13 +114,18 @@ def run_diff(
     conn = ws.connect_target()
     try:
         target_session(conn)
-        results = []
+        runs = []
         for planned in selected:
             entity = planned.entity
             table = reflect_table(conn, ws.config.target.schema_, entity.target_table)
             conn.commit()
             load = build_load(planned, table, ws.plan, ws.source.capabilities)
-            results.append(_EntityRun(ws, conn, load, progress).run())
+            runs.append(_EntityRun(ws, conn, load, progress))
+        cursor_runs = [r for r in runs if r.previous is not None]
+        pending = diff_cursor.prefetch_deletes(ws, [r.load for r in cursor_runs])
+        for r in cursor_runs:
+            r.prefetched_deletes = pending.get(r.load.name)
+        results = [r.run() for r in runs]
     finally:
         conn.close()
     return DiffResult(results, time.perf_counter() - started, ws.source.take_warnings())
@@ -144,6 +150,8 @@ class _EntityRun:
             load.name, load.source_table, f"{load.target.schema}.{load.target.name}"
         )
         self.side = TargetSide(load, ws.state_schema, gone_condition(load))
+        self.previous = diff_cursor.previous_marks(self) if load.uuid_keyed else None
+        self.prefetched_deletes: Future[set[int]] | None = None
 
     def run(self) -> EntityDiff:
         started = time.perf_counter()
@@ -152,7 +160,7 @@ class _EntityRun:
             self.result.method = "none"
             self.result.skipped = "keeps its key: compared by `isthmus validate`, not by diff"
             return self.result
-        previous = diff_cursor.previous_marks(self)
+        previous = self.previous
         marks = diff_cursor.marks(self)
         with self.ws.engine.begin() as sa:
             checkpoint = self.store.create_checkpoint(

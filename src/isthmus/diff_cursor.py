@@ -19,7 +19,7 @@ runs one whenever an entity has no marks yet.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +27,16 @@ import psycopg
 from psycopg import sql
 
 from isthmus import mapping
+from isthmus.dialects import open_source
 from isthmus.diff_classify import Found, classify
 from isthmus.diff_source import source_sums, sums_by_ids
 from isthmus.diff_target import Scope, bucket_range, mapped_in_ranges
 
 if TYPE_CHECKING:
+    from isthmus.dialects.base import SourceDialect
     from isthmus.diff import _EntityRun
+    from isthmus.loadplan import EntityLoad
+    from isthmus.workspace import Workspace
 
 log = logging.getLogger(__name__)
 _BUCKET = 64  # keys per bucket of the delete pass: scattered deletes dirty few keys
@@ -121,7 +125,11 @@ def compare(run: _EntityRun, previous: dict[str, Any]) -> Found:
     changed = dict(source_sums(source, load, since=(entity.updated_at, since_source)))
     target_ids, created = _target_changed(run, entity.target_updated_at, since_target)
     open_ids, open_created = _still_open(run)
-    deleted = _source_deletes(run) | _target_deletes(run, previous, overlap)
+    pending = run.prefetched_deletes
+    in_source = (
+        pending.result() if pending is not None else source_deletes(source, conn, run.schema, load)
+    )
+    deleted = in_source | _target_deletes(run, previous, overlap)
 
     ids = sorted(set(changed) | target_ids | open_ids | deleted)
     rest = [i for i in ids if i not in changed]
@@ -168,28 +176,50 @@ def _still_open(run: _EntityRun) -> tuple[set[int], set[str]]:
     return ids, created
 
 
-def _source_deletes(run: _EntityRun) -> set[int]:
+def source_deletes(
+    source: SourceDialect, conn: psycopg.Connection[Any], schema: str, load: EntityLoad
+) -> set[int]:
     """Legacy IDs in the map but not in the source, and in the source but not in the map,
     read only in the key buckets where the two disagree. Each database counts its own
     buckets, both at once."""
-    load = run.load
     table, key = load.source_table, load.key_columns[0]
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(run.ws.source.key_buckets, table, key, _BUCKET)
+        pending = pool.submit(source.key_buckets, table, key, _BUCKET)
         query = sql.SQL(
             "SELECT legacy_id / %s, count(*), sum(legacy_id) FROM {} WHERE entity_type = %s"
             " GROUP BY 1"
-        ).format(mapping.table(run.schema))
-        rows = run.conn.execute(query, (_BUCKET, load.name)).fetchall()
+        ).format(mapping.table(schema))
+        rows = conn.execute(query, (_BUCKET, load.name)).fetchall()
         mapped = {int(b): (int(n), int(s)) for b, n, s in rows}
         in_source = pending.result()
         dirty = sorted(b for b in set(in_source) | set(mapped) if in_source.get(b) != mapped.get(b))
         if not dirty:
             return set()
         ranges = [bucket_range(b, _BUCKET) for b in dirty]
-        keys = pool.submit(run.ws.source.keys_in_ranges, table, key, ranges)
-        in_map = mapped_in_ranges(run.conn, run.schema, run.load.name, ranges)
+        keys = pool.submit(source.keys_in_ranges, table, key, ranges)
+        in_map = mapped_in_ranges(conn, schema, load.name, ranges)
         return set(keys.result()) ^ in_map
+
+
+def prefetch_deletes(ws: Workspace, loads: list[EntityLoad]) -> dict[str, Future[set[int]]]:
+    """Start the delete pass of every entity at once, each on connections of its own: the
+    passes are key scans inside the two databases, which then work side by side."""
+    if len(loads) < 2:
+        return {}
+    pool = ThreadPoolExecutor(min(len(loads), 3), thread_name_prefix="isthmus-deletes")
+
+    def one(load: EntityLoad) -> set[int]:
+        source = open_source(ws.config.source.database_url)
+        conn = ws.connect_target(autocommit=True)
+        try:
+            return source_deletes(source, conn, ws.state_schema, load)
+        finally:
+            conn.close()
+            source.close()
+
+    futures = {load.name: pool.submit(one, load) for load in loads}
+    pool.shutdown(wait=False)
+    return futures
 
 
 def _target_deletes(run: _EntityRun, previous: dict[str, Any], overlap: timedelta) -> set[int]:

@@ -11,13 +11,15 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from isthmus.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:  # alembic is imported only to upgrade: a command's start stays quick
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 from isthmus.state.db_errors import refused_as_isthmus_error
 from isthmus.state.tables import DEFAULT_SCHEMA
 
@@ -68,6 +70,8 @@ def check_schema_name(schema: str) -> str:
 
 def alembic_config(schema: str, connection: Connection | None = None) -> Config:
     """An Alembic Config for the packaged migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["state_schema"] = schema
@@ -78,14 +82,23 @@ def alembic_config(schema: str, connection: Connection | None = None) -> Config:
 
 @cache
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(DEFAULT_SCHEMA))
+
+
+@cache
+def known_revisions() -> tuple[str, ...]:
+    """The packaged revisions, oldest first, read from the file names (``0003_….py``
+    is revision ``0003``; a test holds them equal to Alembic's own reading)."""
+    names = sorted(p.name for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    assert names, "no migration scripts are packaged"
+    return tuple(name[:4] for name in names)
 
 
 def head_revision() -> str:
     """The newest revision this isthmus knows."""
-    head = _scripts().get_current_head()
-    assert head is not None, "no migration scripts are packaged"
-    return head
+    return known_revisions()[-1]
 
 
 def _revision(conn: Connection, schema: str) -> str | None:
@@ -125,7 +138,7 @@ def require_current(engine: Engine, schema: str = DEFAULT_SCHEMA) -> None:
         return
     if revision is None:
         raise StateSchemaNotReady(f"state schema {schema} is not initialised; run `isthmus init`")
-    if revision not in {script.revision for script in _scripts().walk_revisions()}:
+    if revision not in known_revisions():
         raise StateSchemaNotReady(
             f"state schema {schema} is at revision {revision}, unknown to this isthmus "
             f"(head {head}); was it initialised by a newer version?"
@@ -158,6 +171,8 @@ def upgrade_state_schema(engine: Engine, schema: str = DEFAULT_SCHEMA) -> InitRe
         # Alembic writes its version table before the first revision runs.
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         with _ALEMBIC_IN_USE:
+            from alembic import command
+
             command.upgrade(alembic_config(schema, conn), "head")
         after = _revision(conn, schema)
     assert after == head, f"state schema {schema} ended at {after}, expected {head}"
