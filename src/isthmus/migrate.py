@@ -536,13 +536,19 @@ class _Run:
 
     def analyze(self, loads: Sequence[EntityLoad]) -> None:
         """Fresh planner statistics for the tables that grew: a bulk load outruns autovacuum,
-        and a map the planner thinks empty makes every later diff and lookup scan it."""
+        and a map the planner thinks empty makes every later diff and lookup scan it. The
+        map is vacuumed too, so that key counts read its index alone."""
         if not loads:
             return
         tables = [sql.Identifier(load.target.schema, load.target.name) for load in loads]
-        for table in [sql.Identifier(self.schema, "legacy_id_mappings"), *tables]:
-            self.conn.execute(sql.SQL("ANALYZE {}").format(table))
-        self.conn.commit()
+        with self.ws.connect_target(autocommit=True) as conn:  # VACUUM runs outside a block
+            conn.execute(
+                sql.SQL("VACUUM (ANALYZE) {}").format(
+                    sql.Identifier(self.schema, "legacy_id_mappings")
+                )
+            )
+            for table in tables:
+                conn.execute(sql.SQL("ANALYZE {}").format(table))
 
     def open_quarantine(self, entities: Sequence[str]) -> int:
         count = quarantine.count_open(self.conn, self.schema, entities)
