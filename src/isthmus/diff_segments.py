@@ -32,18 +32,18 @@ WIDTH = 16  # legacy IDs per bucket: 75k buckets for 1.2M rows, a few rows read 
 def forms(run: _EntityRun) -> tuple[list[str], list[str]] | None:
     """(source forms, target forms) of the compared columns, or None when a column has none
     in one of the databases (the entity is then compared in full)."""
-    if not run.ws.source.capabilities.in_database_checksums:
+    flavor = run.ws.source.capabilities.segment_flavor
+    if flavor is None:
         return None
     entity = run.load.planned.entity
     source_forms: list[str] = []
     target_forms: list[str] = []
     for col, item in zip(run.load.checksummed, run.side.items, strict=True):
         described = entity.source.column(col.source)
-        source_kind = described.kind if described is not None else None
-        if run.load.target.column(col.target) is None:
+        if described is None or run.load.target.column(col.target) is None:
             return None
-        src = run.ws.source.segment_form(col.source, source_kind, col.kind)
-        tgt = segment_sql.pg_form(item.as_string(run.conn), None, col.kind)
+        src = run.ws.source.segment_form(run.load.source_table, described, col.kind)
+        tgt = segment_sql.pg_form(item.as_string(run.conn), None, col.kind, flavor)
         if src is None or tgt is None:
             return None
         source_forms.append(src)
@@ -54,6 +54,7 @@ def forms(run: _EntityRun) -> tuple[list[str], list[str]] | None:
 def compare(run: _EntityRun, source_forms: list[str], target_forms: list[str]) -> Found:
     load, side, conn, source = run.load, run.side, run.conn, run.ws.source
     key = load.key_columns[0]
+    flavor = source.capabilities.segment_flavor
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(source.segment_sums, load.source_table, key, source_forms, WIDTH)
         gone = sql.SQL("") if side.gone is None else sql.SQL(" AND NOT {}").format(side.gone)
@@ -62,7 +63,7 @@ def compare(run: _EntityRun, source_forms: list[str], target_forms: list[str]) -
             " ON t.{k} = m.uuid_id {joins} WHERE m.entity_type = {e}{gone} GROUP BY 1"
         ).format(
             w=sql.Literal(WIDTH),
-            h=sql.SQL(segment_sql.pg_row_hash(target_forms)),
+            h=sql.SQL(segment_sql.pg_row_hash(target_forms, flavor)),
             m=mapping.table(run.schema),
             t=side.target,
             k=side.key,
@@ -70,6 +71,10 @@ def compare(run: _EntityRun, source_forms: list[str], target_forms: list[str]) -
             e=sql.Literal(load.name),
             gone=gone,
         )
+        # buckets aggregated in memory, not sorted on disk; no JIT: compiling the row
+        # expressions costs more than it saves on one pass
+        conn.execute("SET LOCAL work_mem = '512MB'")
+        conn.execute("SET LOCAL jit = off")
         rows = conn.execute(query).fetchall()
         in_target = {int(b): (int(n), int(s)) for b, n, s in rows}
         in_source = pending.result()

@@ -135,6 +135,9 @@ class Capabilities:
     pads_fractional_seconds: bool = False
     # The operator dividing two integers into an integer truncated toward zero.
     integer_division: str = "/"
+    # Whose segment forms and row hash the target must mirror (dialects/segment_sql.py);
+    # None: no segment checksums.
+    segment_flavor: str | None = None
     # Rows can be written back (upsert_rows, delete_keys, insert_with_new_keys): needed for
     # target_wins resolution and bidirectional sync.
     writable_source: bool = False
@@ -251,7 +254,7 @@ class SourceDialect(abc.ABC):
         rows = self._query(sql, doing=f"counting the keys of {table!r}")
         return {int(b): (int(n), int(total)) for b, n, total in rows}
 
-    def segment_form(self, column: str, source_kind: str | None, target_kind: Any) -> str | None:
+    def segment_form(self, table: str, column: Column, target_kind: Any) -> str | None:
         """The column's segment form in this database's SQL (see dialects/segment_sql.py),
         None when this dialect cannot give one (segment checksums are then not used)."""
         return None

@@ -32,6 +32,7 @@ from typing import Any
 from isthmus.dialects import mysql_driver, mysql_reflect, mysql_text, segment_sql
 from isthmus.dialects.base import (
     Capabilities,
+    Column,
     Row,
     SchemaInfo,
     SourceDialect,
@@ -63,6 +64,7 @@ CAPABILITIES = Capabilities(
     identifier_quote="`",
     pads_fractional_seconds=True,
     integer_division="DIV",
+    segment_flavor="mysql",
     writable_source=True,  # through a connection of its own, opened when first needed
     native_booleans=False,
     aware_datetimes=False,
@@ -152,8 +154,9 @@ class Source(SourceDialect):
                 raise
             raise self._failed(exc, doing) from exc
 
-    def segment_form(self, column: str, source_kind: str | None, target_kind: Any) -> str | None:
-        return segment_sql.mysql_form(self.quote(column), source_kind, target_kind)
+    def segment_form(self, table: str, column: Column, target_kind: Any) -> str | None:
+        charset = self._charsets(table).get(column.name)
+        return segment_sql.mysql_form(self.quote(column.name), column, target_kind, charset)
 
     def segment_sums(
         self, table: str, key: str, forms: Sequence[str], width: int
@@ -564,6 +567,13 @@ class Source(SourceDialect):
     def _qualified(self, table: str, column: str) -> str:
         # Qualified so that ORDER BY / WHERE never bind to a select-list expression.
         return f"{self.quote(table)}.{self.quote(column)}"
+
+    def _charsets(self, table: str) -> dict[str, str]:
+        return mysql_reflect.charsets(
+            lambda sql, params: self._query(sql, params, f"reading the columns of {table!r}"),
+            self.database,
+            table,
+        )
 
     def _column_types(self, table: str) -> dict[str, str]:
         if table not in self._types:

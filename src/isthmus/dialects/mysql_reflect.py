@@ -66,6 +66,16 @@ def column_types(query: Query, database: str, table: str) -> dict[str, str]:
     return {name: data_type.lower() for name, data_type in rows}
 
 
+def charsets(query: Query, database: str, table: str) -> dict[str, str]:
+    """CHARACTER_SET_NAME of every character column of ``table`` (lower case)."""
+    rows = query(
+        "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CHARACTER_SET_NAME IS NOT NULL",
+        (database, table),
+    )
+    return {name: str(charset).lower() for name, charset in rows}
+
+
 def _columns(
     query: Query, database: str, json_checked: set[tuple[str, str]]
 ) -> dict[str, list[Column]]:

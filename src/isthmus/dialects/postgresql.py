@@ -26,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from isthmus.dialects import pg_reflect, pgconn, segment_sql
 from isthmus.dialects.base import (
     Capabilities,
+    Column,
     Row,
     SchemaInfo,
     SourceDialect,
@@ -55,6 +56,7 @@ CAPABILITIES = Capabilities(
     can_be_target=True,
     binary_copy=True,
     writable_source=True,  # through a connection of its own, opened when first needed
+    segment_flavor="postgresql",
 )
 
 # Connection failures that retrying cannot fix (psycopg reports them without a SQLSTATE).
@@ -173,12 +175,16 @@ class Source(SourceDialect):
         if conn is not None:
             conn.close()
 
-    def segment_form(self, column: str, source_kind: str | None, target_kind: Any) -> str | None:
-        return segment_sql.pg_form(self.quote(column), source_kind, target_kind)
+    def segment_form(self, table: str, column: Column, target_kind: Any) -> str | None:
+        return segment_sql.pg_form(self.quote(column.name), column.kind, target_kind)
 
     def segment_sums(
         self, table: str, key: str, forms: Sequence[str], width: int
     ) -> dict[int, tuple[int, int]]:
+        # buckets aggregated in memory, not sorted on disk; no JIT for a single pass
+        self._query(
+            "SELECT set_config('work_mem', '512MB', false), set_config('jit', 'off', false)"
+        )
         query = segment_sql.pg_bucket_query(
             self.relation(table), self.quote(key), list(forms), width
         )
