@@ -944,6 +944,11 @@ def test_a_faithful_copy_never_differs_and_a_change_always_does(
         differ = sides.differing()
         assert not differ, "false difference:\n" + explain(config_path, differ)
         assert sides.by_zone[zone] == sides.target, f"the target reads otherwise in {zone}"
+        clean = commands.diff(config)  # the diff engine itself (SQL forms included) agrees
+        assert clean.total == 0, [
+            (d.comparison_type, d.metadata.get("sides"), d.metadata.get("columns_differing"), d.metadata.get("conflicts", [])[:2])
+            for d in commands.differentials_list(config)
+        ]
 
         # 2. one value changed per row (every column once): exactly those rows differ;
         # another spelling of the same value (every column that has one): no row differs
@@ -966,6 +971,10 @@ def test_a_faithful_copy_never_differs_and_a_change_always_does(
         extra = after.differing() - changed
         assert not extra, "a respelling differs:\n" + explain(config_path, extra)
         assert after.target == sides.target
+        found = commands.diff(config)
+        (entity,) = found.entities
+        assert set(entity.found.of("conflicted_records")) == changed, entity.to_dict()
+        assert found.total == len(changed), entity.to_dict()
 
         # 3. the differential migration moves exactly the changed rows, and agrees again
         second = commands.migrate(config)

@@ -212,7 +212,12 @@ def test_diff_finds_each_planted_difference_once(
 
     def content(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         return sorted(
-            (r["cp_entity"], r["comparison_type"], r["legacy_ids"], json.dumps(r["metadata"]))
+            (
+                r["cp_entity"],
+                r["comparison_type"],
+                r["legacy_ids"],
+                json.dumps({k: v for k, v in r["metadata"].items() if k != "superseded_by"}),
+            )
             for r in rows
         )
 
@@ -220,10 +225,11 @@ def test_diff_finds_each_planted_difference_once(
     assert not {r["id"] for r in first_set} & {r["id"] for r in second_set}
     assert len(stored_differentials(setup)) == 2 * len(first_set)
     assert len(validation_checkpoints(setup)) == 4 * len(DEMO_ENTITIES)
-    # the stored ones are listed, open, newest last
+    # the second comparison superseded the first: only its differentials are listed open
+    assert all(r["metadata"].get("superseded_by") for r in first_set)
     listed = setup.cli("--json", "differentials", "list")
     assert listed.returncode == 0, listed.stderr
-    assert {d["id"] for d in json.loads(listed.stdout)} == {r["id"] for r in first_set + second_set}
+    assert {d["id"] for d in json.loads(listed.stdout)} == {r["id"] for r in second_set}
     table = setup.cli("diff")
     assert table.returncode == 1, table.stderr
     assert "difference(s) stored" in table.stdout
@@ -357,8 +363,13 @@ def test_diff_twice_stores_two_sets(
     ]
     assert all(d["legacy_ids"] == [patient] for d in stored)
     assert all(d["metadata"]["sides"] == {"source": [patient]} for d in stored)
+    # the second comparison superseded the first: only its verdict is open
     listed = commands.differentials_list(setup.config, "patients")
-    assert [str(d.id) for d in listed] == [d["id"] for d in stored]
+    assert [str(d.id) for d in listed] == [stored[1]["id"]]
+    everything = commands.differentials_list(setup.config, "patients", include_resolved=True)
+    (old,) = [d for d in everything if str(d.id) == stored[0]["id"]]
+    assert old.resolved and old.resolved_at is not None
+    assert old.metadata["superseded_by"] == str(second.entities[0].checkpoint_id)
 
 
 def test_mappings_without_a_base_checksum(

@@ -27,6 +27,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import Connection, func, literal
 
 from isthmus import diff_cursor, diff_detail, diff_segments
 from isthmus.canonical import CHECKSUM_ALGORITHM
@@ -261,6 +262,7 @@ class _EntityRun:
         )
         self.conn.commit()
         with self.ws.engine.begin() as sa:
+            self._supersede(sa, checkpoint_id)
             for kind in TYPES:
                 ids = found.of(kind)
                 created = found.created_in_target if kind == DELETED else []
@@ -293,6 +295,27 @@ class _EntityRun:
                         "created_in_target": len(created),
                     }
                 )
+
+    def _supersede(self, sa: Connection, checkpoint_id: UUID) -> None:
+        """Close the entity's earlier open differentials: this comparison looked at their
+        records again, and what still differs is in the new ones (so `resolve --all` never
+        applies a stale verdict, and the cursor diff re-checks only the latest)."""
+        table = self.store.differentials
+        sa.execute(
+            table.update()
+            .where(
+                table.c.resolved.is_(False),
+                table.c.metadata["entity"].astext == self.load.name,
+                table.c.checkpoint_id != checkpoint_id,
+            )
+            .values(
+                resolved=True,
+                resolved_at=func.clock_timestamp(),
+                metadata=table.c.metadata.op("||")(
+                    literal({"superseded_by": str(checkpoint_id)}, table.c.metadata.type)
+                ),
+            )
+        )
 
     def _fail(self, checkpoint_id: UUID, exc: BaseException) -> None:
         message = (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__

@@ -57,6 +57,13 @@ def capture_deletes(run: _EntityRun) -> bool:
         e=sql.Literal(run.load.name),
         k=sql.Literal(run.load.columns[0].target),
     )
+    exists = run.conn.execute(
+        "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = %s::regclass",
+        (f"isthmus_deletions_{run.schema}", run.side.target.as_string(run.conn)),
+    ).fetchone()
+    run.conn.commit()
+    if exists:  # no DDL (and no lock on the table) on every run
+        return True
     try:
         run.conn.execute(statement)
         run.conn.commit()

@@ -52,7 +52,7 @@ def canonical_sql(
     elif kind == "boolean":
         if base not in ("boolean", "bool"):
             return None
-        expr = sql.SQL("CASE WHEN {} THEN 't' ELSE 'f' END").format(value)
+        expr = sql.SQL("CASE WHEN {v} THEN 't' WHEN NOT {v} THEN 'f' END").format(v=value)
     elif kind in ("text", "uuid"):
         if kind == "uuid" and base != "uuid":
             return None
@@ -90,16 +90,14 @@ def canonical_sql(
 
 
 _FLOATS = ("double precision", "float8", "real", "float4")
-# Kinds whose SQL form can differ from the canonical one in rare last-digit ties: a row
-# that then looks changed is checked again in Python before anything is reported.
-APPROXIMATE: frozenset[CanonKind] = frozenset({"float4"})
 
 
 def _float(value: sql.Composable, digits: int) -> sql.Composable:
     """``%.{digits}g`` of a float as Python prints it (``canonical.norm_float8/4``).
 
     ``float8::numeric`` is the value at 15 significant digits exactly as ``%.15g`` rounds
-    it; 9 digits are rounded from those 15 (a second rounding: see APPROXIMATE).
+    it; 9 digits are rounded from those 15 (a second rounding, which a tie could tell apart: every row an SQL form calls changed is
+    compared again in Python before it is reported).
     """
     n15 = sql.SQL("({}::float8::numeric)").format(value)
     if digits == 15:

@@ -29,7 +29,7 @@ def mysql_form(
     if kind in ("time", "json", "interval", "array", "other", "bytes") and target_kind != "bytes":
         return None
     if target_kind == "boolean":
-        form = f"IF({expr} <> 0, 't', 'f')"
+        form = f"CASE WHEN {expr} <> 0 THEN 't' WHEN {expr} = 0 THEN 'f' END"  # NULL stays
     elif target_kind in ("integer", "decimal", "float8", "float4", "date"):
         form = expr if kind in ("integer", "decimal", "float", "date") else f"CAST({expr} AS CHAR)"
     elif target_kind == "text":
@@ -70,8 +70,8 @@ def pg_form(
         return None
     if target_kind == "boolean":
         if source_kind in (None, "boolean"):
-            return f"CASE WHEN {expr} THEN 't' ELSE 'f' END"
-        return f"CASE WHEN {expr} <> 0 THEN 't' ELSE 'f' END"
+            return f"CASE WHEN {expr} THEN 't' WHEN NOT {expr} THEN 'f' END"
+        return f"CASE WHEN {expr} <> 0 THEN 't' WHEN {expr} = 0 THEN 'f' END"
     if target_kind in ("integer", "decimal", "float8", "float4", "text", "date"):
         return f"{expr}::text"
     if target_kind == "uuid":
