@@ -14,8 +14,9 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
+from typing import Any
 
 NULL = b"\\N"
 
@@ -157,3 +158,14 @@ def to_copy_text(value: object) -> bytes:
     if isinstance(value, float):
         return float_text(value)
     return escape(_text(value).encode("utf-8"))
+
+
+def copy_lines(copy: Iterable[Any]) -> Iterator[bytes]:
+    """The lines of a ``COPY … TO STDOUT`` (psycopg's chunks), without their newlines."""
+    rest = b""
+    for chunk in copy:
+        data = rest + bytes(chunk)
+        *lines, rest = data.split(b"\n")
+        yield from lines
+    if rest:
+        yield rest

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -36,7 +36,7 @@ from isthmus.diff_source import source_sums, sums_by_ids
 from isthmus.diff_target import Scope, TargetSide
 from isthmus.errors import UsageError
 from isthmus.loadplan import EntityLoad, build_load
-from isthmus.migrate import target_session
+from isthmus.migrate import Progress, target_session
 from isthmus.state.enums import CheckpointStatus, OperationType
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore
@@ -44,12 +44,6 @@ from isthmus.target import reflect_table
 from isthmus.workspace import Workspace
 
 COMMAND = "diff"
-
-
-class Progress(Protocol):
-    def start(self, entity: str, total: int, done: int) -> None: ...
-    def advance(self, entity: str, rows: int) -> None: ...
-    def finish(self, entity: str) -> None: ...
 
 
 @dataclass

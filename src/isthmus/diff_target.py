@@ -17,6 +17,7 @@ from psycopg import sql
 
 from isthmus import canonical, mapping
 from isthmus.canonical import NORMALIZERS, NULL
+from isthmus.copytext import copy_lines
 from isthmus.loadplan import EntityLoad
 from isthmus.pg_canonical import canonical_sql
 from isthmus.row_checksums import canonical_columns
@@ -190,17 +191,6 @@ class TargetSide:
 def _type(load: EntityLoad, column: str) -> str:
     col = load.target.column(column)
     return col.type_name if col is not None else "text"
-
-
-def copy_lines(copy: Any) -> Iterator[bytes]:
-    """The lines of a COPY TO STDOUT, without their newlines."""
-    rest = b""
-    for chunk in copy:
-        data = rest + bytes(chunk)
-        *lines, rest = data.split(b"\n")
-        yield from lines
-    if rest:
-        yield rest
 
 
 def bucket_range(bucket: int, width: int) -> tuple[int, int]:

@@ -18,9 +18,10 @@ from psycopg import sql
 
 from isthmus import mapping
 from isthmus.canonical import NULL
+from isthmus.copytext import copy_lines
 from isthmus.dialects.pgconn import translated
 from isthmus.diff_source import sums_by_ids
-from isthmus.diff_target import Scope, TargetSide, copy_lines
+from isthmus.diff_target import Scope, TargetSide
 from isthmus.loadplan import EntityLoad
 from isthmus.writeback import source_rows
 

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from isthmus import canonical, mapping
 from isthmus.canonical import NORMALIZERS
+from isthmus.copytext import copy_lines
 from isthmus.dialects.base import SourceDialect
 from isthmus.loadplan import ColumnLoad, EntityLoad
 
@@ -91,17 +92,7 @@ def target_checksums(
     )
     normalizers = [c.tolerant(NORMALIZERS[k]) for c, k in zip(load.checksummed, kinds, strict=True)]
     with conn.cursor() as cur, cur.copy(query) as copy:
-        for line in _lines(copy):
+        for line in copy_lines(copy):
             fields = line.split(b"\t")
             canon = [f(v) for f, v in zip(normalizers, fields[1:], strict=True)]
             yield int(fields[0]), canonical.checksum(canonical.checksum_line(canon))
-
-
-def _lines(copy: Any) -> Iterator[bytes]:
-    rest = b""
-    for chunk in copy:
-        data = rest + bytes(chunk)
-        *lines, rest = data.split(b"\n")
-        yield from lines
-    if rest:
-        yield rest
