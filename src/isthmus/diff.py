@@ -194,17 +194,20 @@ class _EntityRun:
     # -- comparing -----------------------------------------------------------------------------
 
     def _compare(self, previous: dict[str, Any] | None) -> Found:
+        found = self._found(previous)
+        self._recheck(found)
+        self.conn.commit()
+        return found
+
+    def _found(self, previous: dict[str, Any] | None) -> Found:
+        """What the entity's method finds (see the module docstring)."""
         if previous is not None:
             self.result.method = "cursor"
-            found = diff_cursor.compare(self, previous)
-            self._recheck(found)
-            return found
+            return diff_cursor.compare(self, previous)
         segment_forms = diff_segments.forms(self)
         if segment_forms is not None:
             self.result.method = "segments"
-            found = diff_segments.compare(self, *segment_forms)
-            self._recheck(found)
-            return found
+            return diff_segments.compare(self, *segment_forms)
         self.result.method = "full"
         found = Found()
         sums = source_sums(
@@ -212,14 +215,13 @@ class _EntityRun:
         )
         classify(sums, self.side.mapped(self.conn), found)
         found.created_in_target = self.side.unmapped(self.conn)
-        self._recheck(found)
-        self.conn.commit()
         return found
 
     def _recheck(self, found: Found) -> None:
-        """Rows an approximate SQL form calls changed or deleted-and-changed are compared
-        again with canonical forms made here, so a last-digit tie is never reported."""
-        if not self.side.approximate:
+        """Rows an SQL form calls changed (or deleted and changed) are compared again with
+        canonical forms made here: an SQL form that disagrees in a corner (a last-digit tie)
+        is never reported."""
+        if not self.side.in_database:
             return
         ids = sorted(set(found.of(CONFLICTED)) | set(found.ids[DELETED].get("both", [])))
         if not ids:

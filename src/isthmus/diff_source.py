@@ -75,20 +75,28 @@ def full_normalizers(load: EntityLoad) -> list[FieldFn]:
     return [c.any_text for c in load.columns]
 
 
+def fetch_fields(source: SourceDialect, load: EntityLoad, ids: Sequence[int]) -> list[list[bytes]]:
+    """The source rows with these legacy IDs as COPY fields of the read columns, as the
+    driver gives them (``loose`` normalizers put them in canonical form)."""
+    out: list[list[bytes]] = []
+    for part in chunked(sorted(set(ids)), 5_000):
+        rows = source.fetch_keys(load.source_table, load.read_columns, load.key_columns[0], part)
+        out.extend(list(map(to_copy_text, row)) for row in rows)
+    return out
+
+
 def rows_by_ids(
     source: SourceDialect, load: EntityLoad, ids: Sequence[int]
 ) -> dict[int, list[bytes]]:
     """Canonical fields (all read columns) of the source rows with these legacy IDs."""
     fns = full_normalizers(load)
     out: dict[int, list[bytes]] = {}
-    for part in chunked(sorted(set(ids)), 5_000):
-        rows = source.fetch_keys(load.source_table, load.read_columns, load.key_columns[0], part)
-        for row in rows:
-            fields = [fn(to_copy_text(v)) for fn, v in zip(fns, row, strict=True)]
-            try:
-                out[int(fields[0])] = fields
-            except ValueError:
-                continue
+    for row in fetch_fields(source, load, ids):
+        fields = [fn(v) for fn, v in zip(fns, row, strict=True)]
+        try:
+            out[int(fields[0])] = fields
+        except ValueError:
+            continue
     return out
 
 

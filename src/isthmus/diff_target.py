@@ -27,25 +27,16 @@ Mapped = tuple[int, bytes | None, bytes | None]
 
 @dataclass(frozen=True)
 class Scope:
-    """Which legacy IDs to look at: all, those in key ranges, or those listed."""
+    """Which legacy IDs to look at: all, or those listed."""
 
-    ranges: Sequence[tuple[int, int]] = ()  # inclusive
     ids: Sequence[int] | None = None
 
     def where(self, column: sql.Composable) -> sql.Composable:
         """`` AND`` the condition on ``column`` (empty for all); the values are integers,
         written into the statement (COPY takes no parameters)."""
-        if self.ids is not None:
-            return sql.SQL(" AND {} = ANY({}::int8[])").format(column, _int_array(self.ids))
-        if not self.ranges:
+        if self.ids is None:
             return sql.SQL("")
-        lows = _int_array([lo for lo, _ in self.ranges])
-        highs = _int_array([hi for _, hi in self.ranges])
-        # one index probe per range, however many ranges there are
-        return sql.SQL(
-            " AND EXISTS (SELECT 1 FROM unnest({}::int8[], {}::int8[]) AS r(lo, hi)"
-            " WHERE {c} BETWEEN r.lo AND r.hi)"
-        ).format(lows, highs, c=column)
+        return sql.SQL(" AND {} = ANY({}::int8[])").format(column, _int_array(self.ids))
 
 
 def _int_array(values: Sequence[int]) -> sql.Composable:
@@ -70,11 +61,10 @@ class TargetSide:
                 exprs = []
                 break
             exprs.append(expr)
-        self.in_database = bool(exprs) or not items
         # Every row an SQL form calls changed is compared again in Python before it is
-        # reported (their number is the differences'): a form that disagrees with the
-        # canonical one in some corner costs a re-read, never a false report.
-        self.approximate = self.in_database
+        # reported (diff._recheck; their number is the differences'): a form that disagrees
+        # with the canonical one in some corner costs a re-read, never a false report.
+        self.in_database = bool(exprs) or not items
         self.sql_line: sql.Composable = (
             sql.SQL(" || E'\\t' || ").join(exprs) if exprs else sql.Literal("")
         )
@@ -105,9 +95,9 @@ class TargetSide:
         self, conn: psycopg.Connection[Any], scope: Scope = Scope(), *, exact: bool = False
     ) -> Iterator[Mapped]:
         """(legacy ID, base checksum, target checksum or None) of every mapping in scope;
-        ``exact``: canonical form made here, never by an approximate SQL form."""
+        ``exact``: canonical forms made here, never by SQL."""
         where = scope.where(sql.SQL("m.legacy_id"))
-        in_database = self.in_database and not (exact and self.approximate)
+        in_database = self.in_database and not exact
         select: sql.Composable
         if in_database:
             select = sql.SQL(
@@ -206,15 +196,13 @@ def mapped_in_ranges(
     conn: psycopg.Connection[Any], schema: str, entity: str, ranges: list[tuple[int, int]]
 ) -> set[int]:
     """Legacy IDs of ``entity`` mapped within the inclusive ``ranges``."""
-    lows = "{" + ",".join(str(lo) for lo, _ in ranges) + "}"
-    highs = "{" + ",".join(str(hi) for _, hi in ranges) + "}"
     # the ranges drive: one index range scan of the map each
     query = sql.SQL(
         "COPY (SELECT m.legacy_id FROM unnest({}::int8[], {}::int8[]) AS r(lo, hi)"
         " JOIN {} AS m ON m.entity_type = {} AND m.legacy_id BETWEEN r.lo AND r.hi) TO STDOUT"
     ).format(
-        sql.Literal(lows),
-        sql.Literal(highs),
+        _int_array([lo for lo, _ in ranges]),
+        _int_array([hi for _, hi in ranges]),
         mapping.table(schema),
         sql.Literal(entity),
     )

@@ -54,6 +54,7 @@ __all__ = [
     "UUIDGenerator",
     "analyze",
     "assign",
+    "forget",
     "lookup",
     "lookup_record",
     "make_generator",
@@ -297,6 +298,14 @@ def update_checksums(
             cur.execute(query, (Int8Array.of(ids[start:end]), sums[start:end], entity))
             changed += cur.rowcount
     return changed
+
+
+def forget(conn: Connection, schema: str, entity: str, legacy_ids: Sequence[int]) -> int:
+    """Delete the mappings of ``legacy_ids`` (their rows are gone); how many went."""
+    statement = sql.SQL("DELETE FROM {} WHERE entity_type = %s AND legacy_id = ANY(%s)")
+    with translated(), cursor(conn) as cur:
+        cur.execute(statement.format(table(schema)), (entity, Int8Array.of(legacy_ids)))
+        return cur.rowcount
 
 
 def analyze(conn: Connection, schema: str) -> None:

@@ -29,10 +29,10 @@ from psycopg import sql
 
 from isthmus import mapping
 from isthmus.batch_writer import BatchWriter, Outcome
-from isthmus.copytext import to_copy_text
 from isthmus.dialects.keyset import chunked
 from isthmus.dialects.pgconn import translated
 from isthmus.diff_classify import DELETED, MISSING
+from isthmus.diff_source import fetch_fields
 from isthmus.errors import UsageError
 from isthmus.loadplan import EntityLoad, build_load, loose
 from isthmus.mapping_cache import MappingCache
@@ -200,11 +200,9 @@ class _Applier:
         loose_load = loose(load)
         present: list[int] = []
         for part in chunked(sorted(set(ids)), self.ws.config.migration.batch_size):
-            rows = self.ws.source.fetch_keys(
-                load.source_table, load.read_columns, load.key_columns[0], part
-            )
+            rows = fetch_fields(self.ws.source, load, part)
             if rows:
-                columns = [list(map(to_copy_text, c)) for c in zip(*rows, strict=True)]
+                columns = [list(c) for c in zip(*rows, strict=True)]
                 outcome = self._write(loose_load, columns)
                 result.written += outcome.inserted + outcome.updated
                 result.quarantined += outcome.quarantined
@@ -264,8 +262,5 @@ class _Applier:
                 return cur.rowcount
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, key), (uuids,))
             deleted = cur.rowcount
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE entity_type = %s AND legacy_id = ANY(%s)").format(m),
-                (load.name, mapping.Int8Array.of(legacy_ids)),
-            )
+        mapping.forget(self.conn, self.schema, load.name, legacy_ids)
         return deleted

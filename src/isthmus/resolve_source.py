@@ -60,7 +60,7 @@ def target_wins(
     gone = sorted(set(ids) - found)
     if gone:
         result.deleted += source.delete_keys(load.source_table, key, gone)
-        _drop_mappings(conn, ws.state_schema, load.name, gone)
+        mapping.forget(conn, ws.state_schema, load.name, gone)
 
     new_ids: list[int] = []
     if created:
@@ -134,12 +134,6 @@ def _unmapped(row: list[bytes], label: str, result: Resolution) -> bool:
             )
             return True
     return False
-
-
-def _drop_mappings(conn: psycopg.Connection[Any], schema: str, entity: str, ids: list[int]) -> None:
-    statement = sql.SQL("DELETE FROM {} WHERE entity_type = %s AND legacy_id = ANY(%s)")
-    with translated(), mapping.cursor(conn) as cur:
-        cur.execute(statement.format(mapping.table(schema)), (entity, mapping.Int8Array.of(ids)))
 
 
 def _add_mappings(

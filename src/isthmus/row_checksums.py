@@ -15,8 +15,6 @@ import psycopg
 from psycopg import sql
 
 from isthmus import canonical, mapping
-from isthmus.canonical import NORMALIZERS
-from isthmus.copytext import copy_lines
 from isthmus.dialects.base import SourceDialect
 from isthmus.loadplan import ColumnLoad, EntityLoad
 
@@ -24,18 +22,12 @@ from isthmus.loadplan import ColumnLoad, EntityLoad
 def source_checksums(
     source: SourceDialect, load: EntityLoad, batch_size: int = 10_000
 ) -> Iterator[tuple[int, str]]:
-    """(legacy ID, checksum) of each source row of a UUID-keyed entity, in key order."""
-    key = load.columns[0]
-    positions = [load.columns.index(c) for c in load.checksummed]
-    for rows in source.stream_text(
-        load.source_table, load.read_columns, load.key_columns, batch_size=batch_size
-    ):
-        for row in rows:
-            fields = [load.columns[p].normalizer.canonical(row[p]) for p in positions]
-            yield (
-                int(key.normalizer.canonical(row[0])),
-                canonical.checksum(canonical.checksum_line(fields)),
-            )
+    """(legacy ID, checksum) of each source row of a UUID-keyed entity, in key order: what
+    the diff reads (:func:`isthmus.diff_source.source_sums`), checksums as text."""
+    from isthmus.diff_source import source_sums
+
+    for legacy_id, checksum in source_sums(source, load, batch_size=batch_size):
+        yield legacy_id, checksum.decode()
 
 
 def canonical_columns(
@@ -73,26 +65,10 @@ def canonical_columns(
 def target_checksums(
     conn: psycopg.Connection[Any], load: EntityLoad, state_schema: str
 ) -> Iterator[tuple[int, str]]:
-    """(legacy ID, checksum) of each mapped target row of a UUID-keyed entity, in key order."""
-    ident = sql.Identifier
-    key = load.columns[0]
-    table = mapping.table(state_schema)
-    items, joins, kinds = canonical_columns(load.checksummed, state_schema)
-    selects: list[sql.Composable] = [sql.SQL("m.legacy_id"), *items]
-    query = sql.SQL(
-        "COPY (SELECT {cols} FROM {t} AS t JOIN {m} AS m ON m.entity_type = {e}"
-        " AND m.uuid_id = t.{k} {joins} ORDER BY m.legacy_id) TO STDOUT"
-    ).format(
-        cols=sql.SQL(", ").join(selects),
-        t=ident(load.target.schema, load.target.name),
-        m=table,
-        e=sql.Literal(load.name),
-        k=ident(key.target),
-        joins=sql.SQL(" ").join(joins),
-    )
-    normalizers = [c.tolerant(NORMALIZERS[k]) for c, k in zip(load.checksummed, kinds, strict=True)]
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for line in copy_lines(copy):
-            fields = line.split(b"\t")
-            canon = [f(v) for f, v in zip(normalizers, fields[1:], strict=True)]
-            yield int(fields[0]), canonical.checksum(canonical.checksum_line(canon))
+    """(legacy ID, checksum) of each mapped target row of a UUID-keyed entity, in key order,
+    canonical forms made in Python (the diff's exact reading of the target)."""
+    from isthmus.diff_target import TargetSide
+
+    for legacy_id, _base, checksum in TargetSide(load, state_schema).mapped(conn, exact=True):
+        if checksum is not None:
+            yield legacy_id, checksum.decode()
