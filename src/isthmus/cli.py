@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from isthmus import commands, output, output_diff, progress
+from isthmus import commands, output, output_diff, output_jobs, progress
 from isthmus.config import Config, load_config
 from isthmus.errors import IsthmusError
 from isthmus.urls import mask_secrets
@@ -250,6 +250,21 @@ def checkpoints_list(ctx: Context, entity: str | None, status: str | None, limit
     )
 
 
+@main.command()
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep this many days of history (default: retention.days, 30).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@pass_ctx
+def prune(ctx: Context, days: int | None, dry_run: bool) -> None:
+    """Remove old checkpoints, resolved differentials, expired reports and finished jobs,
+    keeping the newest of each per entity and job."""
+    run(ctx, lambda: commands.prune(ctx.config(), days, dry_run), output.show_prune)
+
+
 @main.group()
 def mappings() -> None:
     """The legacy ID ↔ UUID map."""
@@ -279,6 +294,149 @@ def mappings_export(ctx: Context, file: Path, entity: str | None) -> None:
 def mappings_lookup(ctx: Context, entity: str, legacy_id: int) -> None:
     """The UUID of ENTITY's LEGACY_ID."""
     run(ctx, lambda: commands.mappings_lookup(ctx.config(), entity, legacy_id), output.show_mapping)
+
+
+@main.group()
+def jobs() -> None:
+    """Synchronization jobs: create, list, show, run, pause, resume, cancel."""
+
+
+@jobs.command("create")
+@click.argument("name")
+@click.option(
+    "--type",
+    "job_type",
+    required=True,
+    type=click.Choice(["scheduled_sync", "manual_sync", "differential_migration"]),
+)
+@click.option("--entities", default=None, help="Comma-separated entities (default: all).")
+@click.option(
+    "--direction",
+    default="source_to_target",
+    show_default=True,
+    type=click.Choice(["source_to_target", "bidirectional"]),
+)
+@click.option(
+    "--conflict",
+    default="source_wins",
+    show_default=True,
+    type=click.Choice(["source_wins", "target_wins", "manual"]),
+    help="Who wins a record changed on both sides (manual: the review queue).",
+)
+@click.option("--cron", default=None, help="Cron schedule, UTC (scheduled_sync: required).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=None,
+    help="max_records_per_batch (default: migration.batch_size).",
+)
+@pass_ctx
+def jobs_create(
+    ctx: Context,
+    *,
+    name: str,
+    job_type: str,
+    entities: str | None,
+    direction: str,
+    conflict: str,
+    cron: str | None,
+    batch_size: int | None,
+) -> None:
+    """Create the job NAME (status scheduled)."""
+    chosen = [e.strip() for e in entities.split(",") if e.strip()] if entities else None
+    run(
+        ctx,
+        lambda: commands.jobs_create(
+            ctx.config(),
+            name,
+            job_type,
+            entities=chosen,
+            direction=direction,
+            conflict=conflict,
+            cron=cron,
+            batch_size=batch_size,
+        ),
+        output_jobs.show_job_change,
+    )
+
+
+@jobs.command("list")
+@pass_ctx
+def jobs_list(ctx: Context) -> None:
+    """Every job: status, last/next run, statistics."""
+    run(ctx, lambda: commands.jobs_list(ctx.config()), output_jobs.show_jobs)
+
+
+@jobs.command("show")
+@click.argument("name")
+@pass_ctx
+def jobs_show(ctx: Context, name: str) -> None:
+    """One job with its recent checkpoints."""
+    run(ctx, lambda: commands.jobs_show(ctx.config(), name), output_jobs.show_job)
+
+
+@jobs.command("run")
+@click.argument("name")
+@pass_ctx
+def jobs_run(ctx: Context, name: str) -> None:
+    """Run the job NAME once, in this process."""
+    with progress.sigterm_as_interrupt():
+        run(ctx, lambda: commands.jobs_run(ctx.config(), name), output_jobs.show_run)
+
+
+@jobs.command("pause")
+@click.argument("name")
+@pass_ctx
+def jobs_pause(ctx: Context, name: str) -> None:
+    """Pause a running job (it stops at its next batch)."""
+    run(ctx, lambda: commands.jobs_pause(ctx.config(), name), output_jobs.show_job_change)
+
+
+@jobs.command("resume")
+@click.argument("name")
+@pass_ctx
+def jobs_resume(ctx: Context, name: str) -> None:
+    """Resume a paused job, in this process."""
+    with progress.sigterm_as_interrupt():
+        run(ctx, lambda: commands.jobs_resume(ctx.config(), name), output_jobs.show_run)
+
+
+@jobs.command("cancel")
+@click.argument("name")
+@pass_ctx
+def jobs_cancel(ctx: Context, name: str) -> None:
+    """Cancel a running job (it stops at its next batch, for good)."""
+    run(ctx, lambda: commands.jobs_cancel(ctx.config(), name), output_jobs.show_job_change)
+
+
+@main.group()
+def review() -> None:
+    """The manual-review queue: records changed on both sides under a manual rule."""
+
+
+@review.command("list")
+@click.option("--entity", default=None, help="Only this entity.")
+@click.option("--job", default=None, help="Only this job's items.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@pass_ctx
+def review_list(ctx: Context, entity: str | None, job: str | None, limit: int) -> None:
+    """Waiting records, both versions side by side."""
+    run(
+        ctx, lambda: commands.review_list(ctx.config(), entity, job, limit), output_jobs.show_review
+    )
+
+
+@review.command("resolve")
+@click.argument("item_id")
+@click.option("--winner", required=True, type=click.Choice(["source", "target", "skip"]))
+@pass_ctx
+def review_resolve(ctx: Context, item_id: str, winner: str) -> None:
+    """Apply the winner's version of ITEM_ID to the other side (or skip) and close it."""
+    run(
+        ctx,
+        lambda: commands.review_resolve(ctx.config(), item_id, winner),
+        output_diff.show_resolution,
+    )
 
 
 if __name__ == "__main__":

@@ -10,17 +10,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from isthmus import mapping, mapping_io, output, quarantine
+from isthmus import jobs, mapping, mapping_io, output, quarantine, review
 from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
 from isthmus.diff import DiffResult, run_diff
 from isthmus.errors import DifferencesFound, UsageError
 from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
-from isthmus.resolve import ResolveResult, resolve_differentials
-from isthmus.state.models import DataDifferential, MigrationCheckpoint
+from isthmus.prune import PruneResult, run_prune
+from isthmus.resolve import Resolution, ResolveResult, resolve_differentials
+from isthmus.review import ReviewItem
+from isthmus.state.enums import JobStatus
+from isthmus.state.models import DataDifferential, MigrationCheckpoint, SynchronizationJob
 from isthmus.state.schema import InitResult, require_current, upgrade_state_schema
 from isthmus.state.store import StateStore
+from isthmus.sync import JobRun, run_job
 from isthmus.target_ddl import SchemaResult, apply_target_ddl, derive_target_ddl
 from isthmus.workspace import Workspace
 
@@ -145,6 +149,16 @@ def checkpoints_list(
             )
 
 
+def prune(config: Config, days: int | None = None, dry_run: bool = False) -> PruneResult:
+    """Remove finished history older than ``days`` (default ``[retention] days``): old
+    checkpoints, resolved differentials, expired reports, resolved quarantine entries,
+    consumed target deletions and finished worker jobs, keeping the newest of each per
+    entity and job; with ``dry_run``, only count them."""
+    with Workspace(config) as ws:
+        require_current(ws.engine, ws.state_schema)
+        return run_prune(ws, days=days, dry_run=dry_run)
+
+
 def mappings_import(config: Config, file: str | Path) -> mapping_io.ImportResult:
     """Import a CSV of ``entity_type,legacy_id,uuid_id``: all of it or, on any bad row, none of it."""
     with Workspace(config) as ws:
@@ -173,3 +187,81 @@ def mappings_lookup(config: Config, entity: str, legacy_id: int) -> mapping.Mapp
     if record is None:
         raise DifferencesFound(f"no mapping for {entity} legacy id {legacy_id}")
     return record
+
+
+def jobs_create(
+    config: Config,
+    name: str,
+    job_type: str,
+    *,
+    entities: Sequence[str] | None = None,
+    direction: str = "source_to_target",
+    conflict: str = "source_wins",
+    cron: str | None = None,
+    batch_size: int | None = None,
+) -> SynchronizationJob:
+    """A new synchronization job (status ``scheduled``); scheduled_sync jobs need ``cron``."""
+    with Workspace(config) as ws:
+        return jobs.create_job(
+            ws,
+            name,
+            job_type=job_type,
+            entities=entities,
+            direction=direction,
+            conflict=conflict,
+            cron=cron,
+            batch_size=batch_size,
+        )
+
+
+def jobs_list(config: Config) -> list[SynchronizationJob]:
+    """Every job with its status, last/next run and statistics."""
+    with Workspace(config) as ws:
+        return jobs.list_jobs(ws)
+
+
+def jobs_show(config: Config, name: str) -> jobs.JobDetail:
+    """One job: status, statistics, schedule, recent checkpoints, review items waiting."""
+    with Workspace(config) as ws:
+        return jobs.show_job(ws, name)
+
+
+def jobs_run(config: Config, name: str, progress: Progress | None = None) -> JobRun:
+    """Run the job once in this process (a paused job resumes)."""
+    with Workspace(config) as ws:
+        return run_job(ws, name, progress)
+
+
+def jobs_pause(config: Config, name: str) -> SynchronizationJob:
+    """running → paused: its run stops at the next batch boundary."""
+    with Workspace(config) as ws:
+        return jobs.set_status(ws, name, JobStatus.PAUSED)
+
+
+def jobs_resume(config: Config, name: str, progress: Progress | None = None) -> JobRun:
+    """paused → running: run the paused job again from where its checkpoints stand."""
+    with Workspace(config) as ws:
+        detail = jobs.show_job(ws, name, checkpoints=0)
+        if detail.job.status != JobStatus.PAUSED:
+            raise UsageError(f"job {name} is {detail.job.status}, not paused: nothing to resume")
+        return run_job(ws, name, progress)
+
+
+def jobs_cancel(config: Config, name: str) -> SynchronizationJob:
+    """running → cancelled: its run stops at the next batch boundary, for good."""
+    with Workspace(config) as ws:
+        return jobs.set_status(ws, name, JobStatus.CANCELLED)
+
+
+def review_list(
+    config: Config, entity: str | None = None, job: str | None = None, limit: int = 100
+) -> list[ReviewItem]:
+    """Records changed on both sides waiting for a person, with both versions."""
+    with Workspace(config) as ws:
+        return review.open_items(ws, entity=entity, job=job, limit=limit)
+
+
+def review_resolve(config: Config, item_id: str, winner: str) -> Resolution:
+    """Apply the winner's version (source, target) or skip, and close the item."""
+    with Workspace(config) as ws:
+        return review.resolve_item(ws, item_id, winner)

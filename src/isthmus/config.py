@@ -63,6 +63,12 @@ class DiffConfig(_Strict):
     segment_rows: int = Field(256, ge=8, le=1_000_000)  # rows per segment checksum
 
 
+class RetentionConfig(_Strict):
+    """``[retention]`` (addition): how long ``isthmus prune`` keeps finished history."""
+
+    days: int = Field(30, ge=1)  # checkpoints, resolved differentials, expired reports, …
+
+
 class EntityConfig(_Strict):
     source_table: str | None = None
     target_table: str | None = None
@@ -97,6 +103,7 @@ class Config(_Strict):
     target: TargetConfig
     migration: MigrationConfig = Field(default_factory=MigrationConfig)  # type: ignore[arg-type]
     diff: DiffConfig = Field(default_factory=DiffConfig)  # type: ignore[arg-type]
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     path: Path | None = Field(default=None, exclude=True)
 
@@ -175,10 +182,11 @@ def _describe(exc: ValidationError, where: str, raw: dict[str, Any]) -> str:
 
 
 _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("source", "target", "migration", "entities"),
+    "": ("source", "target", "migration", "retention", "entities"),
     "source": tuple(SourceConfig.model_fields),
     "target": ("url", "state_schema", "schema"),
     "migration": tuple(MigrationConfig.model_fields),
+    "retention": tuple(RetentionConfig.model_fields),
     "entity": tuple(EntityConfig.model_fields),
 }
 

@@ -44,6 +44,18 @@ from isthmus.target import reflect_table
 from isthmus.workspace import Workspace
 
 COMMAND = "diff"
+REVIEW_KEY = "review"  # metadata of a differential parked for a person (isthmus.review)
+
+
+@dataclass(frozen=True)
+class DiffContext:
+    """Who compares: ``isthmus diff`` (a validation checkpoint of its own) or a job's sync run
+    (``sync_operation`` checkpoints linked to the job, its own resolution strategy)."""
+
+    operation: OperationType = OperationType.VALIDATION
+    job_id: UUID | None = None
+    command: str = COMMAND
+    resolution: str | None = None  # default: [diff] resolution
 
 
 @dataclass
@@ -101,7 +113,10 @@ class DiffResult:
 
 
 def run_diff(
-    ws: Workspace, entities: Sequence[str] | None = None, progress: Progress | None = None
+    ws: Workspace,
+    entities: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    context: DiffContext | None = None,
 ) -> DiffResult:
     require_current(ws.engine, ws.state_schema)
     started = time.perf_counter()
@@ -115,7 +130,7 @@ def run_diff(
             table = reflect_table(conn, ws.config.target.schema_, entity.target_table)
             conn.commit()
             load = build_load(planned, table, ws.plan, ws.source.capabilities)
-            runs.append(_EntityRun(ws, conn, load, progress))
+            runs.append(_EntityRun(ws, conn, load, progress, context or DiffContext()))
         cursor_runs = [r for r in runs if r.previous is not None]
         pending = diff_cursor.prefetch_deletes(ws, [r.load for r in cursor_runs])
         for r in cursor_runs:
@@ -133,8 +148,10 @@ class _EntityRun:
         conn: psycopg.Connection[Any],
         load: EntityLoad,
         progress: Progress | None,
+        context: DiffContext,
     ) -> None:
         self.ws = ws
+        self.context = context
         self.conn = conn
         self.load = load
         self.progress = progress
@@ -160,11 +177,12 @@ class _EntityRun:
         with self.ws.engine.begin() as sa:
             checkpoint = self.store.create_checkpoint(
                 sa,
-                operation_type=OperationType.VALIDATION,
+                operation_type=self.context.operation,
                 entity_type=load.name,
                 batch_size=self.ws.config.migration.batch_size,
+                job_id=self.context.job_id,
                 metadata={
-                    "command": COMMAND,
+                    "command": self.context.command,
                     "source_table": load.source_table,
                     "target_table": self.result.target_table,
                     "cursor": marks,
@@ -279,7 +297,7 @@ class _EntityRun:
                     comparison_type=kind,
                     legacy_ids=ids,
                     checkpoint_id=checkpoint_id,
-                    resolution_strategy=self.config.resolution,
+                    resolution_strategy=self.context.resolution or self.config.resolution,
                     comparison_criteria=criteria,
                     metadata=metadata,
                 )
@@ -295,12 +313,14 @@ class _EntityRun:
     def _supersede(self, sa: Connection, checkpoint_id: UUID) -> None:
         """Close the entity's earlier open differentials: this comparison looked at their
         records again, and what still differs is in the new ones (so `resolve --all` never
-        applies a stale verdict, and the cursor diff re-checks only the latest)."""
+        applies a stale verdict, and the cursor diff re-checks only the latest). Items of the
+        review queue stay: they wait for a person."""
         table = self.store.differentials
         sa.execute(
             table.update()
             .where(
                 table.c.resolved.is_(False),
+                ~table.c.metadata.has_key(REVIEW_KEY),
                 table.c.metadata["entity"].astext == self.load.name,
                 table.c.checkpoint_id != checkpoint_id,
             )

@@ -51,6 +51,7 @@ class Found:
     compared: int = 0  # legacy IDs looked at
     equal: int = 0
     stale_mappings: int = 0  # mapped, gone from both sides
+    stale_ids: list[int] = field(default_factory=list)  # their legacy IDs
 
     def add(self, kind: str, side: str, legacy_id: int) -> None:
         self.ids[kind].setdefault(side, []).append(legacy_id)
@@ -89,6 +90,7 @@ class Found:
         self.compared += other.compared
         self.equal += other.equal
         self.stale_mappings += other.stale_mappings
+        self.stale_ids.extend(other.stale_ids)
 
 
 def classify(source: SourceSums, mapped: MappedSums, found: Found | None = None) -> Found:
@@ -109,6 +111,7 @@ def classify(source: SourceSums, mapped: MappedSums, found: Found | None = None)
             legacy_id, base, target = m
             if target is None:
                 out.stale_mappings += 1
+                out.stale_ids.append(legacy_id)
             else:
                 out.add(DELETED, "source" if _same(target, base) else "both", legacy_id)
             m = next(mpd, None)

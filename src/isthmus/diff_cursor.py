@@ -98,11 +98,12 @@ def marks(run: _EntityRun) -> dict[str, Any] | None:
 
 
 def previous_marks(run: _EntityRun) -> dict[str, Any] | None:
-    """The marks of the entity's last completed diff, when they are usable."""
+    """The marks of the entity's last completed comparison (``isthmus diff`` or a job's sync
+    run: both leave what they did not settle open), when they are usable."""
     statement = sql.SQL(
-        "SELECT metadata->'cursor' FROM {} WHERE operation_type = 'validation'"
-        " AND entity_type = %s AND job_id IS NULL AND status = 'completed'"
-        " AND metadata->>'command' = 'diff' AND metadata->'cursor'->>'source_column' = %s"
+        "SELECT metadata->'cursor' FROM {} WHERE entity_type = %s AND status = 'completed'"
+        " AND metadata->>'command' IN ('diff', 'sync')"
+        " AND metadata->'cursor'->>'source_column' = %s"
         " ORDER BY created_at DESC LIMIT 1"
     ).format(sql.Identifier(run.schema, "migration_checkpoints"))
     column = run.load.planned.entity.updated_at

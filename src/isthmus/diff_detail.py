@@ -21,7 +21,7 @@ from isthmus.diff_target import TargetSide
 from isthmus.loadplan import EntityLoad
 
 
-def _value(field: bytes) -> str | None:
+def field_text(field: bytes) -> str | None:
     return None if field == NULL else unescape(field).decode("utf-8", "replace")
 
 
@@ -55,8 +55,8 @@ def conflict_details(
         for col, position, target_field in zip(load.checksummed, positions, tgt, strict=True):
             if src[position] != target_field:
                 columns[col.source] = {
-                    "source": _value(src[position]),
-                    "target": _value(target_field),
+                    "source": field_text(src[position]),
+                    "target": field_text(target_field),
                 }
                 counter[col.source] += 1
         conflicts.append(

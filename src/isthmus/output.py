@@ -292,3 +292,19 @@ def show_mapping(record: Any) -> None:
         f"  status {record.validation_status}, batch {record.migration_batch or '-'},"
         f" {record.source_table or '-'} → {record.target_table or '-'}, checksum {record.checksum or '-'}"
     )
+
+
+def show_prune(result: Any) -> None:
+    """Rows removed per table (or that would be, with --dry-run) and the cutoff."""
+    verb = "would remove" if result.dry_run else "removed"
+    table = Table(title=f"prune: older than {result.days} days", title_justify="left")
+    table.add_column("table")
+    table.add_column(verb, justify="right")
+    for name, count in result.counts().items():
+        table.add_row(name, "-" if count is None else f"{count:,}")
+    console.print(table)
+    done = "would be removed (dry run: nothing changed)" if result.dry_run else "removed"
+    console.print(
+        f"{result.total:,} rows {done}; cutoff {result.cutoff:%Y-%m-%d %H:%M:%S %Z}",
+        markup=False,
+    )

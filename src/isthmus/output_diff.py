@@ -86,17 +86,21 @@ def show_differentials(items: list[Any]) -> None:
 
 def show_resolutions(result: Any) -> None:
     for r in result.resolutions:
-        if r.already_resolved:
-            console.print(f"{r.differential_id}: already resolved, nothing done", markup=False)
-            continue
-        console.print(
-            f"{r.differential_id}: {r.entity} {r.comparison_type} by {r.strategy}:"
-            f" {r.written:,} written, {r.deleted:,} deleted"
-            + (f", {r.quarantined:,} quarantined" if r.quarantined else "")
-            + (f", {r.left_open:,} left open (not resolved)" if r.left_open else ""),
-            markup=False,
-        )
-        for note in r.notes:
-            console.print(f"  {note}", markup=False)
+        show_resolution(r)
     if not result.resolutions:
         console.print("nothing to resolve", markup=False)
+
+
+def show_resolution(r: Any) -> None:
+    if r.already_resolved:
+        console.print(f"{r.differential_id}: already resolved, nothing done", markup=False)
+        return
+    console.print(
+        f"{r.differential_id}: {r.entity} {r.comparison_type} by {r.strategy}:"
+        f" {r.written:,} written, {r.deleted:,} deleted"
+        + (f", {r.quarantined:,} quarantined" if r.quarantined else "")
+        + (f", {r.left_open:,} left open (not resolved)" if r.left_open else ""),
+        markup=False,
+    )
+    for note in r.notes:
+        console.print(f"  {note}", markup=False)

@@ -129,7 +129,7 @@ def resolve_differentials(
     conn = ws.connect_target()
     try:
         target_session(conn)
-        applier = _Applier(ws, conn, store)
+        applier = Applier(ws, conn, store)
         out = [applier.apply(d, strategy) for d in items]
     finally:
         conn.close()
@@ -140,7 +140,7 @@ def _entity(d: DataDifferential) -> str:
     return str(d.metadata.get("entity") or d.source_table)
 
 
-class _Applier:
+class Applier:
     def __init__(self, ws: Workspace, conn: psycopg.Connection[Any], store: StateStore) -> None:
         self.ws = ws
         self.conn = conn
@@ -175,7 +175,7 @@ class _Applier:
         listed = d.metadata.get("created_in_target")
         created = [UUID(str(u)) for u in listed] if isinstance(listed, list) else []
         if chosen == "source_wins":
-            self._source_wins(load, ids, created, result)
+            self.source_wins(load, ids, created, result)
         elif chosen == "target_wins":
             from isthmus.resolve_source import target_wins
 
@@ -194,7 +194,7 @@ class _Applier:
 
     # -- source wins ---------------------------------------------------------------------------
 
-    def _source_wins(
+    def source_wins(
         self, load: EntityLoad, ids: list[int], created: list[UUID], result: Resolution
     ) -> None:
         loose_load = loose(load)

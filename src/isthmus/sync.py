@@ -1,0 +1,344 @@
+"""A job's run: compare its entities, apply the differences in the job's direction, record.
+
+A run of a ``manual_sync`` or ``scheduled_sync`` job
+
+1. takes the job's lock (a PostgreSQL advisory lock held by a connection of its own: one run
+   per job at a time, across processes and machines; a process that dies drops it) and the
+   entity locks that ``migrate`` takes, then moves the job to ``running`` — taking over a
+   job left ``running`` by a process that died (its unfinished checkpoints are failed, and
+   rows it created in the source without mapping them are matched, :mod:`isthmus.sync_apply`);
+2. compares every entity (:func:`isthmus.diff.run_diff`, ``sync_operation`` checkpoints of
+   the job; cursors make this cost the changes, not the table);
+3. decides per record which way it flows (:mod:`isthmus.sync_rules`), parks records changed
+   on both sides in the review queue under a ``manual`` rule (:mod:`isthmus.review`), writes
+   and inserts parents first, then deletes children first, in batches of the job's
+   ``max_records_per_batch``, one checkpoint per entity and batch; between batches it looks
+   at the job's status, so ``jobs pause`` and ``jobs cancel`` stop it at a batch boundary;
+4. records the run in the job's statistics and moves it to ``completed`` (a scheduled job
+   then back to ``scheduled``, with ``next_run_at`` from its cron).
+
+A ``differential_migration`` job's run is ``migrate`` of its entities.
+
+What isthmus applies is written with the checksum both sides now hold as the mapping's base,
+so the next run sees it unchanged on both sides: nothing is echoed back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid as uuid_mod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from isthmus import mapping, review, sync_rules
+from isthmus.diff import DiffContext, run_diff
+from isthmus.errors import IsthmusError, UsageError
+from isthmus.jobs import next_run
+from isthmus.migrate import Progress, run_migration
+from isthmus.resolve import Resolution
+from isthmus.state.enums import CheckpointStatus, JobStatus, JobType, OperationType
+from isthmus.state.models import STRATEGY_FOR_CONFLICT_RESOLUTION, SynchronizationJob
+from isthmus.state.schema import require_current
+from isthmus.state.store import StateStore
+from isthmus.sync_apply import DELETE_PHASES, UPSERT_PHASES, BatchApplier, reconcile_intents
+from isthmus.workspace import Workspace
+
+_JOB_LOCK_CLASS = 0x15_7A_07  # advisory lock class of "a job being run"
+_ENTITY_LOCK_CLASS = 0x15_7A_06  # the class migrate locks an entity with
+
+
+class JobBusy(IsthmusError):
+    exit_code = 3
+
+
+@dataclass
+class EntitySync:
+    entity: str
+    method: str = "none"
+    found: dict[str, dict[str, int]] = field(default_factory=dict)
+    flow: dict[str, int] = field(default_factory=dict)
+    parked: int = 0  # new review items
+    applied: Resolution | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        applied = self.applied
+        return {
+            "entity": self.entity,
+            "method": self.method,
+            "found": self.found,
+            "flow": self.flow,
+            "parked_for_review": self.parked,
+            "written": applied.written if applied else 0,
+            "deleted": applied.deleted if applied else 0,
+            "failed": (applied.quarantined + applied.left_open) if applied else 0,
+            "notes": applied.notes[:20] if applied else [],
+        }
+
+
+@dataclass
+class JobRun:
+    job: str
+    run_id: str
+    status: str = "running"
+    entities: list[EntitySync] = field(default_factory=list)
+    records_synced: int = 0
+    records_failed: int = 0
+    seconds: float = 0.0
+    took_over: bool = False
+    reconciled: int = 0
+    next_run_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.status == "failed":
+            return 3
+        return 1 if self.records_failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "run_id": self.run_id,
+            "status": self.status,
+            "entities": [e.to_dict() for e in self.entities],
+            "records_synced": self.records_synced,
+            "records_failed": self.records_failed,
+            "seconds": round(self.seconds, 3),
+            "took_over": self.took_over,
+            "reconciled": self.reconciled,
+            "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None,
+            "error": self.error,
+        }
+
+
+def run_job(ws: Workspace, name: str, progress: Progress | None = None) -> JobRun:
+    """Run the job ``name`` once, here and now (see the module docstring)."""
+    require_current(ws.engine, ws.state_schema)
+    store = StateStore(ws.state_schema)
+    with ws.engine.connect() as sa:
+        job = store.get_job(sa, name)
+    run = JobRun(job.job_name, uuid_mod.uuid4().hex[:12])
+    lock = ws.connect_target(autocommit=True)
+    try:
+        _lock(lock, ws, job)
+        job, run.took_over = _start(ws, store, job, run.run_id)
+        started = time.perf_counter()
+        try:
+            _execute(ws, store, job, run, progress)
+        except BaseException as exc:
+            run.seconds = time.perf_counter() - started
+            run.status = "failed"
+            run.error = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+            _finish(ws, store, job, run)
+            raise
+        run.seconds = time.perf_counter() - started
+        _finish(ws, store, job, run)
+    finally:
+        lock.close()
+    return run
+
+
+def _lock(lock: psycopg.Connection[Any], ws: Workspace, job: SynchronizationJob) -> None:
+    got = lock.execute(
+        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_JOB_LOCK_CLASS, str(job.id))
+    ).fetchone()
+    if not (got and got[0]):
+        raise JobBusy(f"job {job.job_name} is running in another isthmus process right now")
+    for entity in job.entities_to_sync:
+        got = lock.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+            (_ENTITY_LOCK_CLASS, f"{ws.state_schema}.{entity}"),
+        ).fetchone()
+        if not (got and got[0]):
+            raise JobBusy(
+                f"job {job.job_name}: entity {entity} is being migrated or synced by another "
+                "isthmus process right now"
+            )
+
+
+def _start(
+    ws: Workspace, store: StateStore, job: SynchronizationJob, run_id: str
+) -> tuple[SynchronizationJob, bool]:
+    """Move the job to ``running`` (holding its lock); True when it took over a dead run."""
+    status = str(job.status)
+    if status in ("failed", "cancelled"):
+        raise UsageError(
+            f"job {job.job_name} is {status}: it cannot run again (a {status} job has no way "
+            "out in the job state machine); create a new job"
+        )
+    metadata = {
+        **job.metadata,
+        "run": {
+            "id": run_id,
+            "owner": f"{socket.gethostname()}:{os.getpid()}",
+            "started_at": datetime.now(UTC).isoformat(),
+        },
+    }
+    took_over = status == "running"  # we hold the lock: whoever set it is gone
+    with ws.engine.begin() as sa:
+        if status == "completed":
+            store.set_job_status(sa, job.id, JobStatus.SCHEDULED)
+        job = store.set_job_status(sa, job.id, JobStatus.RUNNING, metadata=metadata)
+        if took_over:
+            _fail_orphans(sa, store, job.id, run_id)
+    return job, took_over
+
+
+def _fail_orphans(sa: Any, store: StateStore, job_id: UUID, run_id: str) -> None:
+    """Checkpoints a dead run left ``in_progress`` (no process owns them any more)."""
+    for checkpoint in store.list_checkpoints(
+        sa, job_id=job_id, status=CheckpointStatus.IN_PROGRESS, limit=10_000
+    ):
+        store.set_checkpoint_status(
+            sa,
+            checkpoint.id,
+            CheckpointStatus.FAILED,
+            f"interrupted: its run stopped without finishing; taken over by run {run_id}",
+        )
+
+
+def _execute(
+    ws: Workspace,
+    store: StateStore,
+    job: SynchronizationJob,
+    run: JobRun,
+    progress: Progress | None,
+) -> None:
+    if job.job_type == JobType.DIFFERENTIAL_MIGRATION:
+        result = run_migration(ws, job.entities_to_sync, job.max_records_per_batch, progress)
+        for entity in result.entities:
+            run.entities.append(EntitySync(entity.entity, method="migrate"))
+            run.records_synced += entity.outcome.inserted + entity.outcome.updated
+            run.records_failed += entity.outcome.quarantined
+        run.status = "completed"
+        return
+    conn = ws.connect_target()
+    try:
+        _sync(ws, store, conn, job, run, progress=progress)
+    finally:
+        conn.close()
+
+
+def _sync(
+    ws: Workspace,
+    store: StateStore,
+    conn: psycopg.Connection[Any],
+    job: SynchronizationJob,
+    run: JobRun,
+    *,
+    progress: Progress | None,
+) -> None:
+    bidirectional = str(job.sync_direction) == "bidirectional"
+    rule = str(job.conflict_resolution)
+    run.reconciled = reconcile_intents(ws, conn, job.id)
+    context = DiffContext(
+        operation=OperationType.SYNC_OPERATION,
+        job_id=job.id,
+        command="sync",
+        resolution=STRATEGY_FOR_CONFLICT_RESOLUTION[rule],
+    )
+    compared = run_diff(ws, job.entities_to_sync, progress, context)
+
+    def should_stop() -> str | None:
+        with ws.engine.connect() as sa:
+            status = str(store.get_job(sa, job.id).status)
+        return status if status in ("paused", "cancelled") else None
+
+    applier = BatchApplier(ws, conn, job.id, run.run_id, should_stop)
+    batch = job.max_records_per_batch
+    flows: list[tuple[EntitySync, sync_rules.Flow]] = []
+    for diffed in compared.entities:
+        entry = EntitySync(diffed.entity, diffed.method, diffed.found.counts())
+        entry.applied = Resolution(diffed.checkpoint_id or job.id, diffed.entity, "sync", rule)
+        run.entities.append(entry)
+        if diffed.skipped or diffed.checkpoint_id is None:
+            continue
+        flow = sync_rules.flow(diffed.found, bidirectional=bidirectional, rule=rule)
+        entry.flow = flow.counts()
+        entry.parked = review.park(
+            ws,
+            conn,
+            applier.load(diffed.entity),
+            job,
+            checkpoint_id=diffed.checkpoint_id,
+            items=flow.review,
+        )
+        flows.append((entry, flow))
+    plan: list[tuple[EntitySync, str, list[Any]]] = []
+    for entry, flow in flows:  # parents first
+        plan.extend((entry, phase, getattr(flow, phase)) for phase in UPSERT_PHASES)
+    for entry, flow in reversed(flows):  # children first
+        plan.extend((entry, phase, getattr(flow, phase)) for phase in DELETE_PHASES)
+    for entry, phase, items in plan:
+        assert entry.applied is not None
+        stop = applier.apply(entry.entity, phase, items, batch, entry.applied)
+        if stop is not None:
+            run.status = stop
+            break
+    else:
+        run.status = "completed"
+        _forget_stale(ws, conn, compared.entities)
+    for entry in run.entities:
+        if entry.applied:
+            run.records_synced += entry.applied.written + entry.applied.deleted
+            run.records_failed += entry.applied.quarantined + entry.applied.left_open
+    if run.status == "completed":
+        _close_differentials(ws, store, compared.entities, run)
+
+
+def _forget_stale(ws: Workspace, conn: psycopg.Connection[Any], diffed: list[Any]) -> None:
+    """Mappings whose rows are gone from both sides map nothing any more."""
+    for entity in diffed:
+        if entity.found.stale_ids:
+            mapping.forget(conn, ws.state_schema, entity.entity, entity.found.stale_ids)
+    conn.commit()
+
+
+def _close_differentials(ws: Workspace, store: StateStore, diffed: list[Any], run: JobRun) -> None:
+    """The run's differentials are settled, except where a record could not be applied
+    (those stay open and are compared again next run) or waits in the review queue."""
+    failed = {e.entity for e in run.entities if e.applied and e.applied.left_open}
+    with ws.engine.begin() as sa:
+        for entity in diffed:
+            if entity.entity in failed:
+                continue
+            for d in entity.differentials:
+                store.mark_differential_resolved(
+                    sa, UUID(d["id"]), metadata={"resolution": {"sync_run": run.run_id}}
+                )
+
+
+def _finish(ws: Workspace, store: StateStore, job: SynchronizationJob, run: JobRun) -> None:
+    """Statistics and the job's next status. A paused or cancelled job was moved there by
+    whoever paused or cancelled it; a failed run fails the job, as the state machine says."""
+    duration = int(run.seconds * 1000)
+    now = datetime.now(UTC)
+    scheduled = job.job_type == JobType.SCHEDULED_SYNC and job.schedule_config
+    run.next_run_at = next_run(job.schedule_config, now) if scheduled else None
+    with ws.engine.begin() as sa:
+        updated = store.record_job_run(
+            sa,
+            job.id,
+            records_synced=run.records_synced,
+            records_failed=run.records_failed,
+            duration_ms=duration,
+            next_run_at=run.next_run_at,
+            ran_at=now,
+        )
+        metadata = {**updated.metadata, "last_run": run.to_dict()}
+        metadata.pop("run", None)
+        status = str(updated.status)
+        if status != "running":  # paused or cancelled meanwhile: it stays so
+            store.set_job_status(sa, job.id, status, metadata=metadata)
+        elif run.status == "failed":
+            store.set_job_status(sa, job.id, JobStatus.FAILED, metadata=metadata)
+        else:
+            store.set_job_status(sa, job.id, JobStatus.COMPLETED, metadata=metadata)
+            if scheduled:
+                store.set_job_status(sa, job.id, JobStatus.SCHEDULED)

@@ -1,0 +1,227 @@
+"""Applying one entity's flow in batches, each batch a checkpoint of the job.
+
+The target side of every batch commits with its mappings and checksums (one transaction);
+writes into the source are idempotent by legacy key, so a batch killed at any instant and
+applied again converges. The one write that is not idempotent by itself is a row created
+in the target and inserted into the source, which then gets a new key from the source's
+own generator: before that insert the batch's checkpoint records an *intent* (the source's
+highest key and the target keys), and a run that finds an intent its predecessor did not
+complete first matches those target rows with source rows above the recorded key, by
+canonical content, and maps them instead of inserting them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import literal, update
+
+from isthmus import mapping
+from isthmus.diff import gone_condition
+from isthmus.diff_source import rows_by_ids, sums_by_ids
+from isthmus.diff_target import TargetSide
+from isthmus.loadplan import EntityLoad
+from isthmus.resolve import Applier, Resolution
+from isthmus.resolve_source import _add_mappings, _created_rows, target_wins
+from isthmus.state.enums import CheckpointStatus, OperationType
+from isthmus.state.store import StateStore
+from isthmus.workspace import Workspace
+
+APPLY_COMMAND = "sync-apply"
+INTENT = "intent"
+
+# phase → what a batch of it does (see sync_rules.Flow)
+UPSERT_PHASES = ("to_target", "to_source", "created_to_source")
+DELETE_PHASES = ("delete_in_target", "delete_in_source")
+
+
+class BatchApplier:
+    def __init__(
+        self,
+        ws: Workspace,
+        conn: psycopg.Connection[Any],
+        job_id: UUID,
+        run_id: str,
+        should_stop: Callable[[], str | None],
+    ) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.job_id = job_id
+        self.run_id = run_id
+        self.should_stop = should_stop  # "paused" / "cancelled" when the run must stop
+        self.applier = Applier(ws, conn, _store(ws))
+        self.store = _store(ws)
+
+    def load(self, entity: str) -> EntityLoad:
+        return self.applier.load(entity)
+
+    def apply(
+        self, entity: str, phase: str, items: Sequence[Any], batch_size: int, totals: Resolution
+    ) -> str | None:
+        """Apply ``items`` (legacy IDs, or target keys for created_to_source) in batches; the
+        reason to stop ("paused", "cancelled") if the job was told to, else None."""
+        load = self.load(entity)
+        for start in range(0, len(items), batch_size):
+            stop = self.should_stop()
+            if stop is not None:
+                self._mark_stop(entity, phase, items[start - 1] if start else None, stop)
+                return stop
+            part = list(items[start : start + batch_size])
+            self._batch(load, phase, part, totals)
+        return None
+
+    def _batch(self, load: EntityLoad, phase: str, part: list[Any], totals: Resolution) -> None:
+        metadata: dict[str, Any] = {"command": APPLY_COMMAND, "phase": phase, "run": self.run_id}
+        if phase == "created_to_source":
+            floor = self.ws.source.max_value(load.source_table, load.key_columns[0])
+            metadata[INTENT] = {"floor": int(floor or 0), "target_keys": [str(k) for k in part]}
+        with self.ws.engine.begin() as sa:
+            checkpoint = self.store.create_checkpoint(
+                sa,
+                operation_type=OperationType.SYNC_OPERATION,
+                entity_type=load.name,
+                batch_size=len(part),
+                records_total=len(part),
+                job_id=self.job_id,
+                metadata=metadata,
+            )
+            self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)
+        result = Resolution(checkpoint.id, load.name, phase, phase)
+        try:
+            self._do(load, phase, part, result)
+        except BaseException as exc:
+            self.conn.rollback()
+            message = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+            with self.ws.engine.begin() as sa:
+                self.store.set_checkpoint_status(
+                    sa, checkpoint.id, CheckpointStatus.FAILED, message[:2000]
+                )
+            raise
+        with self.ws.engine.begin() as sa:
+            self.store.record_progress(
+                sa,
+                checkpoint.id,
+                last_processed_id=str(part[-1]),
+                records_processed=len(part),
+            )
+            self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.COMPLETED)
+        totals.written += result.written
+        totals.deleted += result.deleted
+        totals.quarantined += result.quarantined
+        totals.left_open += result.left_open
+        totals.notes.extend(result.notes)
+
+    def _do(self, load: EntityLoad, phase: str, part: list[Any], result: Resolution) -> None:
+        if phase in ("to_target", "delete_in_target"):
+            self.applier.source_wins(load, part, [], result)
+        elif phase in ("to_source", "delete_in_source"):
+            target_wins(self.ws, self.conn, load, part, created=[], result=result)
+        elif phase == "created_to_source":
+            keys = [UUID(str(k)) for k in part]
+            target_wins(self.ws, self.conn, load, [], created=keys, result=result)
+        else:
+            raise ValueError(f"unknown sync phase {phase!r}")
+
+    def _mark_stop(self, entity: str, phase: str, last: Any, reason: str) -> None:
+        """A paused checkpoint where the run stopped (failed, for a cancelled job): what the
+        next run would have done next."""
+        with self.ws.engine.begin() as sa:
+            checkpoint = self.store.create_checkpoint(
+                sa,
+                operation_type=OperationType.SYNC_OPERATION,
+                entity_type=entity,
+                batch_size=1,
+                job_id=self.job_id,
+                last_processed_id=None if last is None else str(last),
+                metadata={"command": APPLY_COMMAND, "phase": phase, "run": self.run_id},
+            )
+            self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)
+            if reason == "paused":
+                self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.PAUSED)
+            else:
+                self.store.set_checkpoint_status(
+                    sa, checkpoint.id, CheckpointStatus.FAILED, f"job {reason}"
+                )
+
+
+def reconcile_intents(ws: Workspace, conn: psycopg.Connection[Any], job_id: UUID) -> int:
+    """Map the target rows an interrupted batch inserted into the source before it could
+    record their mappings; returns how many were found already in the source."""
+    store = _store(ws)
+    query = sql.SQL(
+        "SELECT id, entity_type, metadata->'intent' FROM {} WHERE job_id = %s"
+        " AND metadata ? 'intent' AND status IN ('in_progress', 'failed')"
+        " AND NOT metadata ? 'reconciled'"
+    ).format(sql.Identifier(ws.state_schema, "migration_checkpoints"))
+    pending = conn.execute(query, (job_id,)).fetchall()
+    conn.commit()
+    found = 0
+    for checkpoint_id, entity, intent in pending:
+        load = Applier(ws, conn, store).load(entity)
+        found += _reconcile(ws, conn, load, intent)
+        with ws.engine.begin() as sa:
+            current = store.get_checkpoint(sa, checkpoint_id)
+            if current.status == CheckpointStatus.IN_PROGRESS:
+                store.set_checkpoint_status(
+                    sa, checkpoint_id, CheckpointStatus.FAILED, "interrupted; reconciled"
+                )
+            t = store.checkpoints
+            sa.execute(
+                update(t)
+                .where(t.c.id == checkpoint_id)
+                .values(
+                    metadata=t.c.metadata.op("||")(literal({"reconciled": True}, t.c.metadata.type))
+                )
+            )
+    return found
+
+
+def _reconcile(
+    ws: Workspace, conn: psycopg.Connection[Any], load: EntityLoad, intent: dict[str, Any]
+) -> int:
+    keys = [UUID(str(k)) for k in intent.get("target_keys", [])]
+    floor = int(intent.get("floor", 0))
+    side = TargetSide(load, ws.state_schema, gone_condition(load))
+    unmapped = [UUID(k) for k in _still_unmapped(conn, ws.state_schema, load, keys)]
+    if not unmapped:
+        return 0
+    created = _created_rows(conn, side, unmapped)
+    key = load.key_columns[0]
+    candidates = ws.source.keys_in_ranges(load.source_table, key, [(floor + 1, 2**62)])
+    source_rows = rows_by_ids(ws.source, load, candidates)
+    positions = [load.columns.index(c) for c in load.checksummed]
+    by_content: dict[tuple[bytes, ...], list[int]] = {}
+    for legacy_id in sorted(source_rows):
+        fields = source_rows[legacy_id]
+        by_content.setdefault(tuple(fields[p] for p in positions), []).append(legacy_id)
+    legacy_ids: list[int] = []
+    uuids: list[UUID] = []
+    for uuid, fields in created:
+        matches = by_content.get(tuple(fields))
+        if matches:
+            legacy_ids.append(matches.pop(0))
+            uuids.append(uuid)
+    if legacy_ids:
+        _add_mappings(conn, ws.state_schema, load, legacy_ids, uuids)
+        sums = [(i, s.decode()) for i, s in sums_by_ids(ws.source, load, legacy_ids)]
+        mapping.update_checksums(conn, ws.state_schema, load.name, sums)
+    conn.commit()
+    return len(legacy_ids)
+
+
+def _still_unmapped(
+    conn: psycopg.Connection[Any], schema: str, load: EntityLoad, keys: list[UUID]
+) -> list[str]:
+    query = sql.SQL(
+        "SELECT k::text FROM unnest(%s::uuid[]) AS k WHERE NOT EXISTS"
+        " (SELECT 1 FROM {} AS m WHERE m.entity_type = %s AND m.uuid_id = k)"
+    ).format(mapping.table(schema))
+    return [str(r[0]) for r in conn.execute(query, (keys, load.name)).fetchall()]
+
+
+def _store(ws: Workspace) -> StateStore:
+    return StateStore(ws.state_schema)
