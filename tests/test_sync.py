@@ -4,6 +4,9 @@ rule (and the review queue) does what it says, nothing is echoed back, statistic
 from __future__ import annotations
 
 import json
+import random
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +301,138 @@ def test_a_run_interrupted_after_inserting_into_the_source_maps_instead_of_inser
     assert legacy_of(setup, "products", made) == rows[0][0]
     assert remaining(setup) == {}
     check_equal(setup.config)
+
+
+def apply_checkpoints(setup: Setup, status: str = "completed") -> int:
+    with setup.target_conn() as conn:
+        return int(
+            one(
+                conn,
+                "SELECT count(*) FROM isthmus.migration_checkpoints WHERE"
+                " metadata->>'command' = 'sync-apply' AND status = %s",
+                status,
+            )
+        )
+
+
+def wait_for(condition: Any, proc: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run ended before the test could act on it"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def change_products(setup: Setup, n: int, text: str) -> list[int]:
+    from dialect_support import run_sql
+
+    keys = source_ids(setup.source, "products")[:n]
+    run_sql(
+        setup.source,
+        [(f"UPDATE products SET name = %s WHERE id IN ({','.join(map(str, keys))})", [text])],  # noqa: S608
+    )
+    return keys
+
+
+def test_a_paused_run_stops_at_a_batch_and_resumes_where_it_stood(
+    sqlite_url: DatabaseURL, fresh_pg_url: DatabaseURL, tmp_path: Path
+) -> None:
+    setup = migrated(sqlite_url, fresh_pg_url, tmp_path)
+    job(setup, "p", "--type", "manual_sync", "--batch-size", "5")
+    changed = change_products(setup, 1200, "paused run")
+    proc = setup.popen("--json", "jobs", "run", "p")
+    wait_for(lambda: apply_checkpoints(setup) >= 3, proc)
+    said = setup.cli("jobs", "pause", "p")
+    assert said.returncode == 0, said.stderr
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    doc = json.loads(out)
+    assert doc["status"] == "paused"
+    assert 3 * 5 <= doc["records_synced"] < len(changed)
+    assert commands.jobs_show(setup.config, "p").job.status == "paused"
+    assert apply_checkpoints(setup, "paused") == 1
+    with setup.target_conn() as conn:
+        moved = one(conn, "SELECT count(*) FROM public.products WHERE name = 'paused run'")
+    assert moved == doc["records_synced"]
+
+    resumed = setup.cli("--json", "jobs", "resume", "p")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    rest = json.loads(resumed.stdout)
+    assert rest["status"] == "completed"
+    assert doc["records_synced"] + rest["records_synced"] == len(changed)
+    assert commands.jobs_show(setup.config, "p").job.status == "completed"
+    assert remaining(setup) == {}
+    check_equal(setup.config)
+
+
+def test_a_cancelled_run_stops_for_good(
+    sqlite_url: DatabaseURL, fresh_pg_url: DatabaseURL, tmp_path: Path
+) -> None:
+    setup = migrated(sqlite_url, fresh_pg_url, tmp_path)
+    job(setup, "c", "--type", "manual_sync", "--batch-size", "5")
+    change_products(setup, 1200, "cancelled run")
+    proc = setup.popen("--json", "jobs", "run", "c")
+    wait_for(lambda: apply_checkpoints(setup) >= 2, proc)
+    assert setup.cli("jobs", "cancel", "c").returncode == 0
+    out, err = proc.communicate(timeout=120)
+    assert json.loads(out)["status"] == "cancelled", out + err
+    again = setup.cli("jobs", "run", "c")
+    assert again.returncode == 2 and "is cancelled: it cannot run again" in again.stderr
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mysql"])
+def test_killed_runs_lose_and_duplicate_nothing_in_either_database(
+    dialect: str, request: pytest.FixtureRequest, fresh_pg_url: DatabaseURL, tmp_path: Path
+) -> None:
+    """kill -9 of a bidirectional run at several points, then a run to the end: both
+    databases equal, every target-made row in the source exactly once."""
+    source = source_url(request, dialect)
+    setup = migrated(source, fresh_pg_url, tmp_path)
+    job(setup, "k", "--type", "manual_sync", "--direction", "bidirectional", "--batch-size", "4")
+    change_products(setup, 400, "source side")
+    made = 60
+    with setup.target_conn() as conn:
+        conn.execute(
+            "INSERT INTO public.products SELECT gen_random_uuid(), order_id, 'T-' || n,"
+            " 'made in the target', quantity, unit_price, weight_g, now(), now()"
+            " FROM (SELECT p.*, row_number() OVER (ORDER BY p.id) AS n FROM public.products p"
+            " LIMIT %s) AS x",
+            (made,),
+        )
+        conn.execute(
+            "UPDATE public.patients SET notes = 'target side' WHERE id IN"
+            " (SELECT id FROM public.patients ORDER BY id LIMIT 100)"
+        )
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(4):
+        proc = setup.popen("jobs", "run", "k")
+        done_before = apply_checkpoints(setup)
+        target = done_before + rng.randint(1, 12)
+        try:
+            wait_for(lambda t=target: apply_checkpoints(setup) >= t, proc, timeout=120)
+        except AssertionError:
+            out, err = proc.communicate()
+            assert proc.returncode == 0, out + err  # it ended by itself: successfully
+            break
+        time.sleep(rng.random() * 0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    assert kills >= 2
+    final = setup.cli("--json", "jobs", "run", "k")
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert json.loads(final.stdout)["status"] == "completed"
+    made_rows = fetch(
+        source,
+        f"SELECT sku FROM {quote(source, 'products')} WHERE name = 'made in the target'",  # noqa: S608
+    )
+    assert len(made_rows) == made and len({r[0] for r in made_rows}) == made
+    assert remaining(setup) == {}
+    check_equal(setup.config)
+    with setup.target_conn() as conn:
+        stuck = one(
+            conn,
+            "SELECT count(*) FROM isthmus.migration_checkpoints WHERE status = 'in_progress'",
+        )
+    assert stuck == 0

@@ -52,6 +52,8 @@ class Found:
     equal: int = 0
     stale_mappings: int = 0  # mapped, gone from both sides
     stale_ids: list[int] = field(default_factory=list)  # their legacy IDs
+    # equal on both sides, but not to the mapping's base: (legacy ID, the checksum both hold)
+    rebase: list[tuple[int, bytes]] = field(default_factory=list)
 
     def add(self, kind: str, side: str, legacy_id: int) -> None:
         self.ids[kind].setdefault(side, []).append(legacy_id)
@@ -91,6 +93,7 @@ class Found:
         self.equal += other.equal
         self.stale_mappings += other.stale_mappings
         self.stale_ids.extend(other.stale_ids)
+        self.rebase.extend(other.rebase)
 
 
 def classify(source: SourceSums, mapped: MappedSums, found: Found | None = None) -> Found:
@@ -123,6 +126,8 @@ def classify(source: SourceSums, mapped: MappedSums, found: Found | None = None)
             out.add(MISSING, "both" if changed else "target", legacy_id)
         elif source_sum == target:
             out.equal += 1
+            if base != source_sum:
+                out.rebase.append((legacy_id, source_sum))
         elif not base:
             out.add(CONFLICTED, "unknown", legacy_id)
         elif target == base:

@@ -293,10 +293,16 @@ def _sync(
 
 
 def _forget_stale(ws: Workspace, conn: psycopg.Connection[Any], diffed: list[Any]) -> None:
-    """Mappings whose rows are gone from both sides map nothing any more."""
+    """Mappings whose rows are gone from both sides map nothing any more; rows equal on both
+    sides but not to their mapping's base (an earlier write whose base update was lost) get
+    the checksum both now hold, so the next change is attributed to the side that made it."""
     for entity in diffed:
-        if entity.found.stale_ids:
-            mapping.forget(conn, ws.state_schema, entity.entity, entity.found.stale_ids)
+        found = entity.found
+        if found.stale_ids:
+            mapping.forget(conn, ws.state_schema, entity.entity, found.stale_ids)
+        if found.rebase:
+            sums = [(i, s.decode()) for i, s in found.rebase]
+            mapping.update_checksums(conn, ws.state_schema, entity.entity, sums)
     conn.commit()
 
 

@@ -22,8 +22,9 @@ from sqlalchemy import literal, update
 
 from isthmus import mapping
 from isthmus.diff import gone_condition
+from isthmus.diff_classify import classify
 from isthmus.diff_source import rows_by_ids, sums_by_ids
-from isthmus.diff_target import TargetSide
+from isthmus.diff_target import Scope, TargetSide
 from isthmus.loadplan import EntityLoad
 from isthmus.resolve import Applier, Resolution
 from isthmus.resolve_source import _add_mappings, _created_rows, target_wins
@@ -79,6 +80,8 @@ class BatchApplier:
         if phase == "created_to_source":
             floor = self.ws.source.max_value(load.source_table, load.key_columns[0])
             metadata[INTENT] = {"floor": int(floor or 0), "target_keys": [str(k) for k in part]}
+        elif phase == "to_source":  # the source is written before the mappings' checksums
+            metadata[INTENT] = {"legacy_ids": [int(i) for i in part]}
         with self.ws.engine.begin() as sa:
             checkpoint = self.store.create_checkpoint(
                 sa,
@@ -180,9 +183,28 @@ def reconcile_intents(ws: Workspace, conn: psycopg.Connection[Any], job_id: UUID
     return found
 
 
+def _rebase(
+    ws: Workspace, conn: psycopg.Connection[Any], load: EntityLoad, legacy_ids: list[int]
+) -> None:
+    """Rows an interrupted batch wrote into the source: where both sides now agree, the
+    mapping's checksum becomes what they hold."""
+    side = TargetSide(load, ws.state_schema, gone_condition(load))
+    found = classify(
+        sums_by_ids(ws.source, load, legacy_ids),
+        side.mapped(conn, Scope(ids=legacy_ids), exact=True),
+    )
+    if found.rebase:
+        sums = [(i, s.decode()) for i, s in found.rebase]
+        mapping.update_checksums(conn, ws.state_schema, load.name, sums)
+    conn.commit()
+
+
 def _reconcile(
     ws: Workspace, conn: psycopg.Connection[Any], load: EntityLoad, intent: dict[str, Any]
 ) -> int:
+    if intent.get("legacy_ids"):
+        _rebase(ws, conn, load, sorted(int(i) for i in intent["legacy_ids"]))
+        return 0
     keys = [UUID(str(k)) for k in intent.get("target_keys", [])]
     floor = int(intent.get("floor", 0))
     side = TargetSide(load, ws.state_schema, gone_condition(load))
