@@ -159,9 +159,7 @@ class BatchWriter:
         if not candidates:
             return []
         keys = batch.keys
-        existing = self._existing(
-            min(keys[i] for i in candidates), max(keys[i] for i in candidates)
-        )
+        existing = self._existing([keys[i] for i in candidates])
         new: list[int] = []
         changed: list[int] = []
         sums = batch.checksums or []
@@ -210,15 +208,22 @@ class BatchWriter:
         written.extend(updated)
         return written
 
-    def _existing(self, low: int, high: int) -> dict[int, bytes]:
-        """Checksum of each mapped legacy ID in [low, high] (b"" when it has none yet, as an
-        imported mapping): a differential run reads this for every batch, so no UUIDs."""
+    def _existing(self, ids: Sequence[int]) -> dict[int, bytes]:
+        """Checksum of each mapped legacy ID of ``ids`` (b"" when it has none yet, as an
+        imported mapping): a differential run reads this for every batch, so no UUIDs. A
+        batch of consecutive keys reads their range; a sparse one (a sync's changed rows,
+        scattered over the table) only its own keys."""
+        low, high = min(ids), max(ids)
+        params: list[object]
+        if high - low < 4 * len(ids):
+            where, params = sql.SQL("legacy_id BETWEEN %s AND %s"), [low, high]
+        else:
+            where, params = sql.SQL("legacy_id = ANY(%s)"), [mapping.Int8Array.of(ids)]
         statement = sql.SQL(
-            "SELECT legacy_id, coalesce(checksum, '') FROM {} WHERE entity_type = %s"
-            " AND legacy_id BETWEEN %s AND %s"
-        ).format(self._mapping_table)
-        with self.conn.cursor() as cur:
-            rows = cur.execute(statement, (self.load.name, low, high)).fetchall()
+            "SELECT legacy_id, coalesce(checksum, '') FROM {} WHERE entity_type = %s AND {}"
+        ).format(self._mapping_table, where)
+        with mapping.cursor(self.conn) as cur:
+            rows = cur.execute(statement, (self.load.name, *params)).fetchall()
         return {legacy: checksum.encode() for legacy, checksum in rows}
 
     def _uuid_hex(self, ids: Sequence[int]) -> dict[int, bytes]:
@@ -313,9 +318,7 @@ class BatchWriter:
     def _apply_stage(self, *, only_changed: bool = False) -> tuple[int, int]:
         """UPDATE the target from the stage, INSERT what it lacks; (updated, inserted)."""
         ident = sql.Identifier
-        match = sql.SQL(" AND ").join(
-            sql.SQL("t.{k} IS NOT DISTINCT FROM s.{k}").format(k=ident(k)) for k in self._keys
-        )
+        match = sql.SQL(" AND ").join(self._key_match(k) for k in self._keys)
         values = [c for c in self._written if c not in self._keys]
         updated = 0
         with self.conn.cursor() as cur:
@@ -349,6 +352,13 @@ class BatchWriter:
             )
             inserted = cur.rowcount
         return updated, inserted
+
+    def _key_match(self, key: str) -> sql.Composable:
+        """``=`` where the key column cannot be NULL (an index lookup per staged row; IS NOT
+        DISTINCT FROM would make PostgreSQL scan the whole target table for a few rows)."""
+        column = self.load.target.column(key)
+        op = "=" if column is not None and not column.nullable else "IS NOT DISTINCT FROM"
+        return sql.SQL("t.{k} {op} s.{k}").format(k=sql.Identifier(key), op=sql.SQL(op))
 
     # -- shared --------------------------------------------------------------------------------
 

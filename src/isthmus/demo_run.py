@@ -6,7 +6,9 @@ same data (``isthmus --config isthmus-demo/isthmus.toml plan``). The target tabl
 are derived from the source (``schema --apply``), everything is migrated, then the
 legacy side changes (a few updates, new rows) and a second, differential run moves
 only those. Then both sides change (the new system edits and adds rows too) and
-``isthmus diff`` tells which side changed what, through the ID map.
+``isthmus diff`` tells which side changed what, through the ID map; a bidirectional sync
+job carries each change to the other side (the row the new system created gets a legacy
+key), and a last diff finds nothing left.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from isthmus import demo
 from isthmus.config import load_config
 from isthmus.dialects import pgconn
 from isthmus.diff import DiffResult, run_diff
+from isthmus.jobs import create_job
 from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
 from isthmus.state.schema import InitResult, upgrade_state_schema
+from isthmus.sync import JobRun, run_job
 from isthmus.target_ddl import apply_target_ddl, derive_target_ddl
 from isthmus.urls import parse_url
 from isthmus.workspace import Workspace
@@ -48,11 +52,18 @@ class DemoResult:
     differential: MigrationResult
     both_changed: dict[str, int] = field(default_factory=dict)
     diff: DiffResult | None = None
+    sync: JobRun | None = None
+    after_sync: DiffResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        return max(self.migration.exit_code, self.differential.exit_code)
+        codes = [self.migration.exit_code, self.differential.exit_code]
+        if self.sync is not None:
+            codes.append(self.sync.exit_code)
+        if self.after_sync is not None:
+            codes.append(self.after_sync.exit_code)
+        return max(codes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +77,8 @@ class DemoResult:
             "differential": self.differential.to_dict(),
             "both_sides_changed": self.both_changed,
             "diff": self.diff.to_dict() if self.diff else None,
+            "sync": self.sync.to_dict() if self.sync else None,
+            "after_sync": self.after_sync.to_dict() if self.after_sync else None,
             "seconds": self.seconds,
         }
 
@@ -133,6 +146,19 @@ def run_demo(
         say("isthmus diff: what differs, and which side changed it")
         found = run_diff(ws)
         seconds["diff"] = time.perf_counter() - started
+        say("a bidirectional sync job: each change flows to the other side")
+        create_job(
+            ws,
+            "demo-sync",
+            job_type="manual_sync",
+            direction="bidirectional",
+            conflict="source_wins",
+        )
+        started = time.perf_counter()
+        synced = run_job(ws, "demo-sync", progress)
+        seconds["sync"] = time.perf_counter() - started
+        say("isthmus diff again: nothing differs any more")
+        after = run_diff(ws)
     return DemoResult(
         workdir,
         config_path,
@@ -144,6 +170,8 @@ def run_demo(
         differential,
         both,
         found,
+        synced,
+        after,
         seconds,
     )
 

@@ -76,6 +76,8 @@ def show_init(result: InitResult) -> None:
         console.print(
             f"state schema [bold]{result.schema}[/] is up to date (revision {result.revision_after})"
         )
+    if result.queue_created:
+        console.print(f"created the worker queue (procrastinate) in [bold]{result.schema}[/]")
 
 
 def show_plan(plan: Plan) -> None:
@@ -238,9 +240,23 @@ def show_demo(result: Any) -> None:
             markup=False,
         )
         show_diff(result.diff)
+    if result.sync is not None:
+        from isthmus.output_jobs import show_run
+
+        console.print(
+            "\nbidirectional sync (job demo-sync, conflict rule source_wins):", style="bold"
+        )
+        show_run(result.sync)
+    if result.after_sync is not None:
+        left = result.after_sync.total
+        console.print(
+            "a diff after the sync: "
+            + ("nothing differs" if not left else f"{left} differences left"),
+            markup=False,
+        )
     console.print(
         f"config written to {result.config_path}: try `isthmus --config {result.config_path}"
-        " differentials list` or `differentials resolve --all`",
+        " jobs show demo-sync`, `checkpoints list` or `diff`",
         markup=False,
     )
 
