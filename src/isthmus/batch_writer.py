@@ -223,7 +223,7 @@ class BatchWriter:
             "SELECT legacy_id, coalesce(checksum, '') FROM {} WHERE entity_type = %s AND {}"
         ).format(self._mapping_table, where)
         with mapping.cursor(self.conn) as cur:
-            rows = cur.execute(statement, (self.load.name, *params)).fetchall()
+            rows = cur.execute(statement, (self.load.name, *params), prepare=True).fetchall()
         return {legacy: checksum.encode() for legacy, checksum in rows}
 
     def _uuid_hex(self, ids: Sequence[int]) -> dict[int, bytes]:
@@ -232,7 +232,9 @@ class BatchWriter:
             " WHERE entity_type = %s AND legacy_id = ANY(%s)"
         ).format(self._mapping_table)
         with mapping.cursor(self.conn) as cur:
-            rows = cur.execute(statement, (self.load.name, mapping.Int8Array.of(ids))).fetchall()
+            rows = cur.execute(
+                statement, (self.load.name, mapping.Int8Array.of(ids)), prepare=True
+            ).fetchall()
         return {legacy: text.encode() for legacy, text in rows}
 
     def _copy_mappings(

@@ -144,7 +144,7 @@ def resolve(
     with translated(), cursor(conn, binary=True) as cur:
         for start in range(0, len(wanted), RESOLVE_CHUNK):
             chunk = wanted[start : start + RESOLVE_CHUNK]
-            cur.execute(query, (entity, Int8Array.of(chunk), min(chunk), max(chunk)))
+            cur.execute(query, (entity, Int8Array.of(chunk), min(chunk), max(chunk)), prepare=True)
             found.update(cur.fetchall())
     return found
 

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
+from isthmus import target_pool
 from isthmus.config import Config
 from isthmus.dialects import open_source, pgconn
 from isthmus.dialects.base import SchemaInfo, SourceDialect
@@ -61,13 +62,18 @@ class Workspace:
     @cached_property
     def engine(self) -> sa.Engine:
         url = "postgresql+psycopg" + self.target_conninfo[len("postgresql") :]
+        if target_pool.enabled():  # a worker: one engine for all its runs
+            return target_pool.engine(url)
         engine = sa.create_engine(url, pool_pre_ping=True)
         self._closers.append(engine.dispose)
         return engine
 
     def connect_target(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        """A plain psycopg connection to the target, for COPY and the hot path."""
+        """A plain psycopg connection to the target, for COPY and the hot path (from the
+        process's pool in a worker: :mod:`isthmus.target_pool`)."""
         with pgconn.translated():
+            if target_pool.enabled() and set(kwargs) <= {"autocommit"}:
+                return target_pool.connect(self.target_conninfo, **kwargs)
             return psycopg.connect(self.target_conninfo, **kwargs)
 
     def close(self) -> None:
