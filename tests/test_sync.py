@@ -436,3 +436,18 @@ def test_killed_runs_lose_and_duplicate_nothing_in_either_database(
             "SELECT count(*) FROM isthmus.migration_checkpoints WHERE status = 'in_progress'",
         )
     assert stuck == 0
+
+
+def test_a_differential_migration_job_migrates_what_changed(
+    sqlite_url: DatabaseURL, fresh_pg_url: DatabaseURL, tmp_path: Path
+) -> None:
+    setup = migrated(sqlite_url, fresh_pg_url, tmp_path)
+    change_products(setup, 30, "migrated by a job")
+    job(setup, "dm", "--type", "differential_migration", "--entities", "orders,products")
+    done = run(setup, "dm")
+    assert done["status"] == "completed", done
+    assert done["records_synced"] == 30
+    assert [e["entity"] for e in done["entities"]] == ["orders", "products"]
+    check_equal(setup.config)
+    shown = commands.jobs_show(setup.config, "dm").job
+    assert shown.total_records_synced == 30 and shown.status == "completed"

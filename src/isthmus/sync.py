@@ -144,12 +144,25 @@ def run_job(ws: Workspace, name: str, progress: Progress | None = None) -> JobRu
     return run
 
 
+def run_in_progress(conn: psycopg.Connection[Any], job_id: UUID) -> bool:
+    """Whether some process holds the job's run lock right now (``conn``: autocommit), i.e.
+    a job left ``running`` without it was left so by a process that died."""
+    key = (_JOB_LOCK_CLASS, str(job_id))
+    got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
+    if got and got[0]:
+        conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+        return False
+    return True
+
+
 def _lock(lock: psycopg.Connection[Any], ws: Workspace, job: SynchronizationJob) -> None:
     got = lock.execute(
         "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_JOB_LOCK_CLASS, str(job.id))
     ).fetchone()
     if not (got and got[0]):
         raise JobBusy(f"job {job.job_name} is running in another isthmus process right now")
+    if job.job_type == JobType.DIFFERENTIAL_MIGRATION:
+        return  # migrate takes each entity's lock itself, as it reaches it
     for entity in job.entities_to_sync:
         got = lock.execute(
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
