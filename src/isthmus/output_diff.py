@@ -89,6 +89,12 @@ def show_resolutions(result: Any) -> None:
         show_resolution(r)
     if not result.resolutions:
         console.print("nothing to resolve", markup=False)
+    if result.waiting_for_review:
+        console.print(
+            f"{result.waiting_for_review:,} differential(s) with strategy manual_review left"
+            " for a person (isthmus review list, or --strategy to apply them anyway)",
+            markup=False,
+        )
 
 
 def show_resolution(r: Any) -> None:

@@ -79,13 +79,17 @@ class Resolution:
 @dataclass
 class ResolveResult:
     resolutions: list[Resolution]
+    waiting_for_review: int = 0  # manual_review ones --all left for a person
 
     @property
     def exit_code(self) -> int:
         return 1 if any(r.quarantined or r.left_open for r in self.resolutions) else 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"resolutions": [r.to_dict() for r in self.resolutions]}
+        return {
+            "resolutions": [r.to_dict() for r in self.resolutions],
+            "waiting_for_review": self.waiting_for_review,
+        }
 
 
 def resolve_differentials(
@@ -112,6 +116,11 @@ def resolve_differentials(
     order = {p.name: n for n, p in enumerate(ws.plan.entities)}
     wanted = set(entities or [])
     items = [d for d in found if not wanted or _entity(d) in wanted]
+    waiting = 0
+    if every_open and strategy is None:  # --all leaves what waits for a person to that person
+        kept = [d for d in items if str(d.resolution_strategy) != "manual_review"]
+        waiting = len(items) - len(kept)
+        items = kept
 
     def deletes(d: DataDifferential) -> bool:
         """Applying ``d`` deletes on the losing side (children first): a deleted_records one
@@ -133,7 +142,7 @@ def resolve_differentials(
         out = [applier.apply(d, strategy) for d in items]
     finally:
         conn.close()
-    return ResolveResult(out)
+    return ResolveResult(out, waiting)
 
 
 def _entity(d: DataDifferential) -> str:
