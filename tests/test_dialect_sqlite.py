@@ -161,3 +161,33 @@ def test_early_stop_releases_the_read(legacy: DatabaseURL) -> None:
     writer.execute("INSERT INTO offices (name) VALUES ('c')")
     writer.commit()
     writer.close()
+
+
+def test_a_hot_journal_left_by_a_killed_writer_does_not_stop_the_read_only_source(
+    tmp_path: Path,
+) -> None:
+    """A write-back killed mid-transaction leaves a journal that a read-only connection
+    cannot roll back (SQLITE_READONLY_ROLLBACK); the source rolls it back and reads on."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "legacy.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    writer = (
+        "import os, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('PRAGMA cache_size = 1')\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "c.execute('INSERT INTO t SELECT randomblob(1000) FROM (WITH RECURSIVE r(n) AS"
+        " (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5000) SELECT n FROM r)')\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(path)], check=True)
+    assert (tmp_path / "legacy.db-journal").exists()
+    source = open_source(parse_url(f"sqlite:///{path}"))
+    try:
+        assert source._query("SELECT count(*) FROM t") == [(1,)]  # the dead write is undone
+    finally:
+        source.close()

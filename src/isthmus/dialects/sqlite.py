@@ -71,6 +71,7 @@ _MASTER_LIST = (
 )
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes): another connection holds the lock.
 _TRANSIENT_CODES = {5, 6}
+_READONLY_ROLLBACK = 776  # SQLITE_READONLY_ROLLBACK: a hot journal a read-only open cannot undo
 # Below this size an exact COUNT(*) per table during reflection costs next to nothing.
 _EXACT_COUNT_MAX_BYTES = 256 * 1024 * 1024
 
@@ -103,15 +104,31 @@ class Source(SQLiteWriting):
                 f"SQLite: database file {self.path!r} does not exist ({self.url.masked()})"
             )
         mode = "rw" if self.writable else "ro"  # never "rwc": a typo must not create a new file
-        uri = f"file:{url_quote(os.path.abspath(self.path))}?mode={mode}"
         try:
-            conn = sqlite3.connect(
-                uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn = self._open(mode)
         except sqlite3.Error as exc:
-            raise self._translate(exc, "opening the database") from exc
+            if getattr(exc, "sqlite_errorcode", None) != _READONLY_ROLLBACK:
+                raise self._translate(exc, "opening the database") from exc
+            # a writer died mid-transaction (a hot journal): a read-only connection cannot roll
+            # it back, a read-write one does on its first read; then read-only as asked
+            try:
+                self._open("rw").close()
+                conn = self._open(mode)
+            except sqlite3.Error as again:
+                raise self._translate(again, "opening the database") from again
         self._conn = conn
+        return conn
+
+    def _open(self, mode: str) -> sqlite3.Connection:
+        uri = f"file:{url_quote(os.path.abspath(self.path))}?mode={mode}"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            raise
         return conn
 
     def _translate(self, exc: sqlite3.Error, doing: str) -> DatabaseError:
