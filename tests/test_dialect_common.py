@@ -110,6 +110,18 @@ def test_count_range_and_fetch_keys(source: SourceDialect) -> None:
     assert source.fetch_keys("items", ["id"], "id", []) == []
 
 
+def test_key_tiles_and_key_counts(source: SourceDialect) -> None:
+    """What key-range chunks are planned and checked with (migrate_chunks.py)."""
+    assert source.key_tiles("items", "id", 4) == [(1, 7, 7), (8, 13, 6), (14, 19, 6), (20, 25, 6)]
+    assert source.key_tiles("items", "id", 40)[:2] == [(1, 1, 1), (2, 2, 1)]
+    assert len(source.key_tiles("items", "id", 40)) == 25
+    assert source.key_tiles(WEIRD_TABLE, "id", 2) == [(1, 1, 1)]
+    assert source.count_keys("items", "id", [(3, 5), (20, 99)]) == 9
+    assert source.count_keys("items", "id", [(3, 5), (20, 99)], inside=False) == 16
+    assert source.count_keys("items", "id", []) == 0
+    assert source.count_keys("items", "id", [], inside=False) == 25
+
+
 def test_hostile_identifiers(source: SourceDialect) -> None:
     table = source.reflect().tables[WEIRD_TABLE]
     assert table.column_names == ("id", WEIRD_COLUMN)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from isthmus import commands, output, output_diff, output_jobs, progress
+from isthmus import commands, output, output_diff, output_jobs, output_worker, progress
 from isthmus.config import Config, load_config
 from isthmus.errors import IsthmusError
 from isthmus.urls import mask_secrets
@@ -115,16 +115,41 @@ def schema(ctx: Context, apply: bool) -> None:
     default=None,
     help="Rows per batch (default: migration.batch_size).",
 )
+@click.option(
+    "--chunk",
+    default=None,
+    metavar="LO:HI",
+    help="Only the keys LO..HI of the one --entity (other processes may run other chunks).",
+)
+@click.option(
+    "--chunks",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Split the one --entity into N key ranges, run them in turn, then finish.",
+)
+@click.option(
+    "--finish", is_flag=True, help="Finish the one --entity once all its chunks have run."
+)
 @pass_ctx
-def migrate(ctx: Context, entities: tuple[str, ...], batch_size: int | None) -> None:
+def migrate(
+    ctx: Context,
+    *,
+    entities: tuple[str, ...],
+    batch_size: int | None,
+    chunk: str | None,
+    chunks: int | None,
+    finish: bool,
+) -> None:
     """Differential migration into the target; resumes from checkpoints by itself."""
+    shape: dict[str, Any] = {"chunk": chunk, "chunks": chunks, "finish": finish}
 
     def call() -> Any:
         config = ctx.config()
         if not progress.wanted(ctx.as_json):
-            return commands.migrate(config, list(entities), batch_size)
+            return commands.migrate(config, list(entities), batch_size, **shape)
         with progress.RowProgress() as bars:
-            return commands.migrate(config, list(entities), batch_size, bars)
+            return commands.migrate(config, list(entities), batch_size, bars, **shape)
 
     with progress.sigterm_as_interrupt():
         run(ctx, call, output.show_migration)
@@ -377,11 +402,16 @@ def jobs_show(ctx: Context, name: str) -> None:
 
 @jobs.command("run")
 @click.argument("name")
+@click.option("--queue", is_flag=True, help="Hand the run to the workers (isthmus worker).")
 @pass_ctx
-def jobs_run(ctx: Context, name: str) -> None:
-    """Run the job NAME once, in this process."""
+def jobs_run(ctx: Context, name: str, queue: bool) -> None:
+    """Run the job NAME once, in this process (or, with --queue, by a worker)."""
     with progress.sigterm_as_interrupt():
-        run(ctx, lambda: commands.jobs_run(ctx.config(), name), output_jobs.show_run)
+        run(
+            ctx,
+            lambda: commands.jobs_run(ctx.config(), name, queue=queue),
+            output_worker.show_run_or_queued,
+        )
 
 
 @jobs.command("pause")
@@ -394,11 +424,16 @@ def jobs_pause(ctx: Context, name: str) -> None:
 
 @jobs.command("resume")
 @click.argument("name")
+@click.option("--queue", is_flag=True, help="Hand the run to the workers (isthmus worker).")
 @pass_ctx
-def jobs_resume(ctx: Context, name: str) -> None:
-    """Resume a paused job, in this process."""
+def jobs_resume(ctx: Context, name: str, queue: bool) -> None:
+    """Resume a paused job, in this process (or, with --queue, by a worker)."""
     with progress.sigterm_as_interrupt():
-        run(ctx, lambda: commands.jobs_resume(ctx.config(), name), output_jobs.show_run)
+        run(
+            ctx,
+            lambda: commands.jobs_resume(ctx.config(), name, queue=queue),
+            output_worker.show_run_or_queued,
+        )
 
 
 @jobs.command("cancel")
@@ -437,6 +472,22 @@ def review_resolve(ctx: Context, item_id: str, winner: str) -> None:
         lambda: commands.review_resolve(ctx.config(), item_id, winner),
         output_diff.show_resolution,
     )
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="Job runs executed at once by this worker.",
+)
+@click.option("--once", is_flag=True, help="Queue what is due, execute the queue, exit when empty.")
+@pass_ctx
+def worker(ctx: Context, concurrency: int, once: bool) -> None:
+    """Execute job runs from the queue in the target database; queue cron-scheduled jobs
+    when due; prune daily. Ctrl-C/SIGTERM: finish the runs in progress, then stop."""
+    run(ctx, lambda: commands.worker(ctx.config(), concurrency, once), output_worker.show_worker)
 
 
 if __name__ == "__main__":

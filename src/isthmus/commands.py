@@ -7,10 +7,12 @@ CLI prints as a table or, with ``--json``, as its ``to_dict()``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, overload
 
-from isthmus import jobs, mapping, mapping_io, output, quarantine, review
+from isthmus import jobs, mapping, mapping_io, migrate_chunks, output, quarantine, review
 from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
 from isthmus.diff import DiffResult, run_diff
@@ -18,6 +20,7 @@ from isthmus.errors import DifferencesFound, UsageError
 from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
 from isthmus.prune import PruneResult, run_prune
+from isthmus.queue import QueuedRun, defer_run, install_queue
 from isthmus.resolve import Resolution, ResolveResult, resolve_differentials
 from isthmus.review import ReviewItem
 from isthmus.state.enums import JobStatus
@@ -26,13 +29,16 @@ from isthmus.state.schema import InitResult, require_current, upgrade_state_sche
 from isthmus.state.store import StateStore
 from isthmus.sync import JobRun, run_job
 from isthmus.target_ddl import SchemaResult, apply_target_ddl, derive_target_ddl
+from isthmus.worker import WorkerResult, run_worker
 from isthmus.workspace import Workspace
 
 
 def init(config: Config) -> InitResult:
-    """Create or upgrade the state schema in the target; running it again changes nothing."""
+    """Create or upgrade the state schema in the target, with the workers' queue in it;
+    running it again changes nothing."""
     with Workspace(config) as ws:
-        return upgrade_state_schema(ws.engine, ws.state_schema)
+        result = upgrade_state_schema(ws.engine, ws.state_schema)
+        return dataclasses.replace(result, queue_created=install_queue(ws))
 
 
 def plan(config: Config) -> Plan:
@@ -61,10 +67,46 @@ def migrate(
     entities: Sequence[str] | None = None,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    *,
+    chunk: str | tuple[int, int] | None = None,
+    chunks: int | None = None,
+    finish: bool = False,
 ) -> MigrationResult:
-    """Differential migration of the entities (all when none given), resuming by itself."""
+    """Differential migration of the entities (all when none given), resuming by itself.
+
+    One entity split into key ranges (``migrate_chunks``): ``chunk="LO:HI"`` migrates that
+    range (other processes may run other ranges at once); ``chunks=N`` plans N ranges and
+    runs them here in turn, then finishes; ``finish`` closes a pass whose chunks all ran."""
+    shapes = [
+        name
+        for name, given in (
+            ("--chunk", chunk is not None),
+            ("--chunks", chunks is not None),
+            ("--finish", finish),
+        )
+        if given
+    ]
+    if not shapes:
+        with Workspace(config) as ws:
+            return run_migration(ws, entities, batch_size, progress)
+    if len(shapes) > 1:
+        raise UsageError(f"{' and '.join(shapes)} cannot be used together")
+    if len(entities or []) != 1:
+        raise UsageError(f"{shapes[0]} needs exactly one --entity")
+    if chunks is not None and chunks < 1:
+        raise UsageError(f"--chunks {chunks}: needs at least 1")
+    (entity,) = list(entities or [])
+    key_range = migrate_chunks.parse_chunk(chunk) if chunk is not None else None
     with Workspace(config) as ws:
-        return run_migration(ws, entities, batch_size, progress)
+        return migrate_chunks.run_chunked(
+            ws,
+            entity,
+            chunk=key_range,
+            chunks=chunks,
+            finish=finish,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
 
 def diff(
@@ -226,9 +268,26 @@ def jobs_show(config: Config, name: str) -> jobs.JobDetail:
         return jobs.show_job(ws, name)
 
 
-def jobs_run(config: Config, name: str, progress: Progress | None = None) -> JobRun:
-    """Run the job once in this process (a paused job resumes)."""
+@overload
+def jobs_run(
+    config: Config, name: str, progress: Progress | None = None, queue: Literal[False] = False
+) -> JobRun: ...
+@overload
+def jobs_run(
+    config: Config, name: str, progress: Progress | None = None, *, queue: Literal[True]
+) -> QueuedRun: ...
+@overload
+def jobs_run(
+    config: Config, name: str, progress: Progress | None = None, queue: bool = False
+) -> JobRun | QueuedRun: ...
+def jobs_run(
+    config: Config, name: str, progress: Progress | None = None, queue: bool = False
+) -> JobRun | QueuedRun:
+    """Run the job once in this process (a paused job resumes); with ``queue``, hand the run
+    to the workers instead (``isthmus worker``) and return the queued job."""
     with Workspace(config) as ws:
+        if queue:
+            return defer_run(ws, name)
         return run_job(ws, name, progress)
 
 
@@ -238,12 +297,29 @@ def jobs_pause(config: Config, name: str) -> SynchronizationJob:
         return jobs.set_status(ws, name, JobStatus.PAUSED)
 
 
-def jobs_resume(config: Config, name: str, progress: Progress | None = None) -> JobRun:
-    """paused → running: run the paused job again from where its checkpoints stand."""
+@overload
+def jobs_resume(
+    config: Config, name: str, progress: Progress | None = None, queue: Literal[False] = False
+) -> JobRun: ...
+@overload
+def jobs_resume(
+    config: Config, name: str, progress: Progress | None = None, *, queue: Literal[True]
+) -> QueuedRun: ...
+@overload
+def jobs_resume(
+    config: Config, name: str, progress: Progress | None = None, queue: bool = False
+) -> JobRun | QueuedRun: ...
+def jobs_resume(
+    config: Config, name: str, progress: Progress | None = None, queue: bool = False
+) -> JobRun | QueuedRun:
+    """paused → running: run the paused job again from where its checkpoints stand (with
+    ``queue``, by the workers)."""
     with Workspace(config) as ws:
         detail = jobs.show_job(ws, name, checkpoints=0)
         if detail.job.status != JobStatus.PAUSED:
             raise UsageError(f"job {name} is {detail.job.status}, not paused: nothing to resume")
+        if queue:
+            return defer_run(ws, name)
         return run_job(ws, name, progress)
 
 
@@ -265,3 +341,10 @@ def review_resolve(config: Config, item_id: str, winner: str) -> Resolution:
     """Apply the winner's version (source, target) or skip, and close the item."""
     with Workspace(config) as ws:
         return review.resolve_item(ws, item_id, winner)
+
+
+def worker(config: Config, concurrency: int = 1, once: bool = False) -> WorkerResult:
+    """Execute queued job runs, ``concurrency`` at a time, queue scheduled jobs when due and
+    prune daily, until SIGINT/SIGTERM (runs in progress finish first); with ``once``, queue
+    what is due, execute the queue until it is empty and return."""
+    return run_worker(config, concurrency, once)

@@ -52,6 +52,9 @@ class MigrationConfig(_Strict):
     uuid: Literal["uuid7", "uuid4", "uuid5"] = "uuid7"
     uuid_namespace: UUID | None = None
     on_orphan: Literal["quarantine", "null", "fail"] = "quarantine"
+    # a differential_migration job run by workers splits entities of at least twice this
+    # many rows into chunks of about this many, which the workers take in parallel
+    chunk_rows: int = Field(250_000, ge=1_000)
 
 
 class DiffConfig(_Strict):

@@ -24,15 +24,16 @@ JOB_TYPES = tuple(t.value for t in JobType)
 
 
 def parse_cron(expression: str) -> dict[str, Any]:
-    """The ``schedule_config`` of a cron expression (five fields, UTC); a malformed one is a
-    UsageError that quotes it."""
+    """The ``schedule_config`` of a cron expression (five fields, UTC, or six: a sixth field
+    is seconds, as croniter reads it); a malformed one is a UsageError that quotes it."""
     from croniter import croniter
 
     text = " ".join(expression.split())
-    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+    if len(text.split(" ")) not in (5, 6) or not croniter.is_valid(text):
         raise UsageError(
             f"not a cron expression: {expression!r} (five fields: minute hour day-of-month "
-            "month day-of-week, e.g. '*/15 * * * *')"
+            "month day-of-week, e.g. '*/15 * * * *'; a sixth is seconds, e.g. "
+            "'* * * * * */30')"
         )
     return {"cron": text, "timezone": "UTC"}
 

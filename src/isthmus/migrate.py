@@ -79,6 +79,7 @@ class EntityResult:
     references_updated: int = 0
     seconds: float = 0.0
     status: str = "completed"
+    chunk: tuple[int, int] | None = None  # the key range of a chunk run (migrate_chunks.py)
 
     @property
     def rows_per_second(self) -> float:
@@ -86,8 +87,10 @@ class EntityResult:
 
     def to_dict(self) -> dict[str, Any]:
         o = self.outcome
+        chunk = {"chunk": list(self.chunk)} if self.chunk is not None else {}
         return {
             "entity": self.entity,
+            **chunk,
             "source_table": self.source_table,
             "target_table": self.target_table,
             "status": self.status,
@@ -213,6 +216,7 @@ class _Run:
         self.writers: list[psycopg.Connection[Any]] = []  # the writing lanes besides ``conn``
         self.lock_conn: psycopg.Connection[Any] | None = None
         self.referenced: set[str] = set()
+        self.known: set[str] = set()  # entities whose mappings the planner knows of
         migration = ws.config.migration
         self.generator = make_generator(migration.uuid, migration.uuid_namespace)
         self.on_orphan = migration.on_orphan
@@ -233,7 +237,7 @@ class _Run:
     def _completed_entities(self) -> set[str]:
         statement = sql.SQL(
             "SELECT DISTINCT entity_type FROM {} WHERE operation_type = 'differential_migration'"
-            " AND job_id IS NULL AND status = 'completed'"
+            " AND job_id IS NULL AND status = 'completed' AND NOT metadata ? 'chunk'"
         ).format(sql.Identifier(self.schema, "migration_checkpoints"))
         rows = self.conn.execute(statement).fetchall()
         self.conn.commit()
@@ -257,8 +261,8 @@ class _Run:
     def _checkpoint(self, load: EntityLoad) -> tuple[MigrationCheckpoint, bool]:
         """The checkpoint to continue (True) or a new one for a new pass (False)."""
         with self.ws.engine.begin() as sa:
-            latest = self.store.latest_checkpoint(
-                sa, OperationType.DIFFERENTIAL_MIGRATION, load.name
+            latest = self.store.latest_checkpoint(  # the whole entity's, not a chunk's
+                sa, OperationType.DIFFERENTIAL_MIGRATION, load.name, without_metadata_key="chunk"
             )
             if latest is not None and latest.status in _UNFINISHED:
                 if latest.status != CheckpointStatus.IN_PROGRESS:
@@ -363,6 +367,8 @@ class _Run:
                 if outcome.new_mappings and load.name in self.referenced:
                     with self.cache_lock:
                         self.cache.put_ints(load.name, outcome.new_mappings)
+                if outcome.inserted and load.name not in self.known:
+                    self._make_known(load.name)
                 result.rows_read += len(batch)
                 result.outcome.add(outcome)
                 if self.progress:
@@ -372,11 +378,13 @@ class _Run:
                 write, lanes=len(lanes), name=load.name
             )
             try:
+                after, upto = self._bounds(load, last)
                 for columns in self.ws.source.stream_columns(
                     load.source_table,
                     load.read_columns,
                     load.key_columns,
-                    after=_after(load, last),
+                    after=after,
+                    upto=upto,
                     batch_size=self.batch_size,
                 ):
                     batch = transform(load, columns, self.resolve)
@@ -394,6 +402,30 @@ class _Run:
             except BaseException:
                 pipeline.abort()
                 raise
+
+    def _bounds(
+        self, load: EntityLoad, last: str | None
+    ) -> tuple[Sequence[Any] | None, Sequence[Any] | None]:
+        """The keys a pass reads: after ``last`` (where it stands), to the end of the table."""
+        return _after(load, last), None
+
+    def _make_known(self, entity: str) -> None:
+        """Statistics of the map taken before an entity had mappings (an earlier run's
+        ANALYZE) say it has none: the planner then reads each batch's mappings through the
+        other index, scanning all of the entity's so far. One ANALYZE (a sample, well under a
+        second) once its first batch is in sets that right; never analyzed is fine too."""
+        self.known.add(entity)
+        statement = sql.SQL(
+            "SELECT NOT (most_common_vals::text::text[] @> ARRAY[%s]) FROM pg_stats"
+            " WHERE schemaname = %s AND tablename = 'legacy_id_mappings'"
+            " AND attname = 'entity_type'"
+        )
+        with self.ws.connect_target(autocommit=True) as conn:
+            row = conn.execute(statement, (entity, self.schema)).fetchone()
+            if row is not None and row[0] is not False:
+                conn.execute(
+                    sql.SQL("ANALYZE {}").format(sql.Identifier(self.schema, "legacy_id_mappings"))
+                )
 
     def _lanes(
         self, load: EntityLoad, fresh: bool
@@ -435,7 +467,9 @@ class _Run:
             outcome = writer.write(batch, _batch_id(checkpoint_id, processed), checkpoint_id)
             with turn:  # every earlier batch has committed: this one may
                 conn.execute(
-                    self._progress_statement(), (last, processed, processed, checkpoint_id)
+                    self._progress_statement(),
+                    (last, processed, processed, checkpoint_id),
+                    prepare=True,  # once per batch, on the same connection: plan it once
                 )
                 conn.commit()
         except BaseException:
@@ -528,7 +562,7 @@ class _Run:
         statement = sql.SQL(
             "SELECT DISTINCT ON (entity_type) metadata->>'target_table', status FROM {}"
             " WHERE operation_type = 'differential_migration' AND job_id IS NULL"
-            " ORDER BY entity_type, created_at DESC"
+            " AND NOT metadata ? 'chunk' ORDER BY entity_type, created_at DESC"
         ).format(sql.Identifier(self.schema, "migration_checkpoints"))
         rows = self.conn.execute(statement).fetchall()
         self.conn.commit()

@@ -150,8 +150,9 @@ def show_migration(result: Any) -> None:
         table.add_column(name, justify="right", no_wrap=True)
     for e in result.entities:
         d = e.to_dict()
+        label = e.entity if e.chunk is None else f"{e.entity} {e.chunk[0]}:{e.chunk[1]}"
         table.add_row(
-            e.entity,
+            label if e.status in ("completed", "failed") else f"{label} ({e.status})",
             f"{d['rows_read']:,}",
             f"{d['inserted']:,}",
             f"{d['updated']:,}",
@@ -278,8 +279,9 @@ def show_checkpoints(rows: list[Any]) -> None:
     ):
         table.add_column(header)
     for cp in rows:
+        chunk = cp.metadata.get("chunk")  # a key-range chunk of the entity (migrate_chunks)
         table.add_row(
-            cp.entity_type,
+            cp.entity_type if not chunk else f"{cp.entity_type} {chunk[0]}:{chunk[1]}",
             str(cp.operation_type),
             str(cp.status),
             f"{cp.records_processed:,}",

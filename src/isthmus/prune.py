@@ -9,7 +9,7 @@ Everything goes in one transaction on the target (a dry run counts, then rolls b
 - ``quarantined_rows`` resolved (their row went in) before the cutoff;
 - ``migration_checkpoints`` ``completed`` or ``failed`` and last touched before the cutoff,
   keeping per (entity, operation, job) the newest checkpoint and the newest ``completed``
-  one (``migrate`` asks whether a parent entity ever completed, the cursor diff reads the
+  one, the whole entity's and its key-range chunks' apart (``migrate`` asks whether a parent entity ever completed, the cursor diff reads the
   marks of the last completed comparison), and every checkpoint a remaining differential,
   report or quarantined row points at. ``pending``, ``in_progress`` and ``paused`` ones are
   live or resumable work and are never removed;
@@ -168,11 +168,12 @@ class _Pruner:
                     SELECT id, status::text AS status,
                            greatest(created_at, updated_at, completed_at) AS touched,
                            row_number() OVER (
-                               PARTITION BY entity_type, operation_type, job_id
+                               PARTITION BY entity_type, operation_type, job_id,
+                                            metadata ? 'chunk'
                                ORDER BY created_at DESC, id DESC) AS newest,
                            row_number() OVER (
                                PARTITION BY entity_type, operation_type, job_id,
-                                            status::text = 'completed'
+                                            metadata ? 'chunk', status::text = 'completed'
                                ORDER BY created_at DESC, id DESC) AS newest_of_kind
                     FROM {c}) AS ranked
                 WHERE status = ANY(%(finished)s) AND touched < %(cutoff)s AND newest > 1

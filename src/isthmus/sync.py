@@ -40,7 +40,8 @@ from isthmus import mapping, review, sync_rules
 from isthmus.diff import DiffContext, run_diff
 from isthmus.errors import IsthmusError, UsageError
 from isthmus.jobs import next_run
-from isthmus.migrate import Progress, run_migration
+from isthmus.migrate import Progress
+from isthmus.migrate_job import Chunking, run_migration_job
 from isthmus.resolve import Resolution
 from isthmus.state.enums import CheckpointStatus, JobStatus, JobType, OperationType
 from isthmus.state.models import STRATEGY_FOR_CONFLICT_RESOLUTION, SynchronizationJob
@@ -117,8 +118,14 @@ class JobRun:
         }
 
 
-def run_job(ws: Workspace, name: str, progress: Progress | None = None) -> JobRun:
-    """Run the job ``name`` once, here and now (see the module docstring)."""
+def run_job(
+    ws: Workspace,
+    name: str,
+    progress: Progress | None = None,
+    chunking: Chunking | None = None,
+) -> JobRun:
+    """Run the job ``name`` once, here and now (see the module docstring); ``chunking``: a
+    worker's way to share a differential_migration's large entities with other workers."""
     require_current(ws.engine, ws.state_schema)
     store = StateStore(ws.state_schema)
     with ws.engine.connect() as sa:
@@ -130,7 +137,7 @@ def run_job(ws: Workspace, name: str, progress: Progress | None = None) -> JobRu
         job, run.took_over = _start(ws, store, job, run.run_id)
         started = time.perf_counter()
         try:
-            _execute(ws, store, job, run, progress)
+            _execute(ws, store, job, run, progress, chunking=chunking)
         except BaseException as exc:
             run.seconds = time.perf_counter() - started
             run.status = "failed"
@@ -222,13 +229,21 @@ def _execute(
     job: SynchronizationJob,
     run: JobRun,
     progress: Progress | None,
+    *,
+    chunking: Chunking | None = None,
 ) -> None:
     if job.job_type == JobType.DIFFERENTIAL_MIGRATION:
-        result = run_migration(ws, job.entities_to_sync, job.max_records_per_batch, progress)
+        result = run_migration_job(
+            ws, job.entities_to_sync, job.max_records_per_batch, progress, chunking
+        )
+        seen = set()
         for entity in result.entities:
-            run.entities.append(EntitySync(entity.entity, method="migrate"))
-            run.records_synced += entity.outcome.inserted + entity.outcome.updated
-            run.records_failed += entity.outcome.quarantined
+            if entity.entity not in seen:  # an entity's chunks and its finish: one line
+                seen.add(entity.entity)
+                method = "chunks" if entity.entity in result.chunked else "migrate"
+                run.entities.append(EntitySync(entity.entity, method=method))
+        run.records_synced += result.rows_written
+        run.records_failed += result.rows_failed
         run.status = "completed"
         return
     conn = ws.connect_target()

@@ -1,14 +1,16 @@
-"""Pooled connections to the target for a process that runs many jobs (``isthmus worker``).
+"""Pooled state-store connections for a process that runs many jobs (``isthmus worker``).
 
-A one-off command opens its connections and closes them. A worker runs job after job, several
-at once: there every ``Workspace`` draws its psycopg connections from one process-wide
-``psycopg_pool.ConnectionPool`` per target (``close()`` gives a connection back, so callers do
-not change) and shares one SQLAlchemy engine (itself a pool) per target. Statements a
-connection runs often are then prepared once per connection and reused across runs.
+A one-off command opens its connections and closes them. A worker runs job after job,
+several at once, and each run talks to the state store many times (checkpoints, statuses,
+statistics, between every batch). There every ``Workspace`` shares one SQLAlchemy engine per
+target whose connections come from one ``psycopg_pool.ConnectionPool`` (SQLAlchemy's own
+pooling off: ``NullPool`` over the psycopg pool, as psycopg's documentation describes), so
+concurrent runs reuse a bounded set of connections and the statements they repeat stay
+prepared on them. A connection given back is reset before anyone else gets it: no
+transaction, session settings back to their defaults, advisory locks released.
 
-A connection given back is reset before anyone else gets it: no transaction, session
-settings back to their defaults, advisory locks released (a run's lock is let go when its
-connection is closed, pooled or not), temporary tables dropped.
+A run's data connections (COPY streams, the run's lock, the writer lanes) stay its own: they
+live as long as the run and gain nothing from a pool.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from psycopg_pool import ConnectionPool
+from sqlalchemy.pool import NullPool
 
 
 class _Settings:
@@ -34,12 +37,12 @@ _engines: dict[str, sa.Engine] = {}
 
 
 def enable(max_size: int = 8) -> None:
-    """Pool target connections in this process from now on (``max_size`` per target)."""
+    """Pool state-store connections in this process from now on (``max_size`` per target)."""
     with _lock:
         _settings.enabled = True
         _settings.max_size = max(2, max_size)
-    # our connections are often given back after a read (a transaction open): the reset
-    # rolls it back, as the pool does, and that is no news worth a warning per run
+    # connections are given back after a read (a transaction open): the reset rolls it
+    # back, as the pool does, and that is no news worth a warning per statement
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
@@ -52,57 +55,52 @@ def _reset(conn: psycopg.Connection[Any]) -> None:
     conn.autocommit = True
     conn.execute("RESET ALL")
     conn.execute("SELECT pg_advisory_unlock_all()")
-    conn.execute("DISCARD TEMP")
     conn.autocommit = False
 
 
-def _pool(conninfo: str) -> ConnectionPool[Any]:
+def pool(conninfo: str) -> ConnectionPool[Any]:
+    """The process's pool of connections to ``conninfo``."""
     with _lock:
-        pool = _pools.get(conninfo)
-        if pool is None:
-            pool = ConnectionPool(
+        found = _pools.get(conninfo)
+        if found is None:
+            found = ConnectionPool(
                 conninfo,
                 min_size=1,
                 max_size=_settings.max_size,
                 reset=_reset,
-                close_returns=True,
+                close_returns=True,  # SQLAlchemy's close() gives it back
                 open=True,
-                name="isthmus-target",
+                name="isthmus-state",
             )
-            pool.wait()  # the first connection made: a wrong target fails here, once
-            _pools[conninfo] = pool
-        return pool
-
-
-def connect(conninfo: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    """A pooled connection (``autocommit`` as asked); ``close()`` gives it back."""
-    conn: psycopg.Connection[Any] = _pool(conninfo).getconn()
-    conn.autocommit = bool(kwargs.get("autocommit", False))
-    return conn
-
-
-def engine(url: str) -> sa.Engine:
-    """The process's SQLAlchemy engine for ``url`` (kept until :func:`close_all`)."""
-    with _lock:
-        found = _engines.get(url)
-        if found is None:
-            found = sa.create_engine(url, pool_pre_ping=True, pool_size=_settings.max_size)
-            _engines[url] = found
+            found.wait()  # the first connection made: a wrong target fails here, once
+            _pools[conninfo] = found
         return found
+
+
+def engine(conninfo: str) -> sa.Engine:
+    """The process's SQLAlchemy engine for ``conninfo``, drawing from :func:`pool`."""
+    with _lock:
+        found = _engines.get(conninfo)
+    if found is not None:
+        return found
+    source = pool(conninfo)
+    made = sa.create_engine("postgresql+psycopg://", creator=source.getconn, poolclass=NullPool)
+    with _lock:
+        return _engines.setdefault(conninfo, made)
 
 
 def stats() -> dict[str, dict[str, int]]:
     """Each pool's counters (connections made, requests served, …)."""
     with _lock:
-        return {name: dict(pool.get_stats()) for name, pool in _pools.items()}
+        return {name: dict(p.get_stats()) for name, p in _pools.items()}
 
 
 def close_all() -> None:
     with _lock:
-        for pool in _pools.values():
-            pool.close()
         for found in _engines.values():
             found.dispose()
+        for p in _pools.values():
+            p.close()
         _pools.clear()
         _engines.clear()
         _settings.enabled = False

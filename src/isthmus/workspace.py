@@ -61,19 +61,16 @@ class Workspace:
 
     @cached_property
     def engine(self) -> sa.Engine:
+        if target_pool.enabled():  # a worker: one pooled engine for all its runs
+            return target_pool.engine(self.target_conninfo)
         url = "postgresql+psycopg" + self.target_conninfo[len("postgresql") :]
-        if target_pool.enabled():  # a worker: one engine for all its runs
-            return target_pool.engine(url)
         engine = sa.create_engine(url, pool_pre_ping=True)
         self._closers.append(engine.dispose)
         return engine
 
     def connect_target(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        """A plain psycopg connection to the target, for COPY and the hot path (from the
-        process's pool in a worker: :mod:`isthmus.target_pool`)."""
+        """A plain psycopg connection to the target, for COPY and the hot path."""
         with pgconn.translated():
-            if target_pool.enabled() and set(kwargs) <= {"autocommit"}:
-                return target_pool.connect(self.target_conninfo, **kwargs)
             return psycopg.connect(self.target_conninfo, **kwargs)
 
     def close(self) -> None:

@@ -174,12 +174,44 @@ class SourceDialect(abc.ABC):
         rows = self._query(sql, doing=f"counting {table!r}")
         return int(rows[0][0])
 
-    def key_range(self, table: str, key: str) -> tuple[int | None, int | None]:
-        """(min, max) of an integer key column; (None, None) for an empty table."""
+    def key_range(
+        self, table: str, key: str, *, where: tuple[str, int, int] | None = None
+    ) -> tuple[int | None, int | None]:
+        """(min, max) of an integer key column; (None, None) for an empty table. ``where=
+        (column, lo, hi)`` looks only at the rows whose integer ``column`` is in [lo, hi]."""
         k = self.quote(key)
         sql = f"SELECT min({k}), max({k}) FROM {self.relation(table)}"  # noqa: S608
+        if where is not None:
+            sql += f" WHERE {self.quote(where[0])} BETWEEN {int(where[1])} AND {int(where[2])}"
         rows = self._query(sql, doing=f"reading the range of {table!r}.{key!r}")
         return rows[0][0], rows[0][1]
+
+    def key_tiles(self, table: str, key: str, tiles: int) -> list[tuple[Any, Any, int]]:
+        """(first key, last key, rows) of ``tiles`` runs of about equal row count, in key
+        order: ``NTILE`` inside the database, one pass over the key. A database without
+        window functions raises (the caller splits ``key_range`` by value instead)."""
+        k = self.quote(key)
+        sql = (
+            f"SELECT min({k}), max({k}), count(*) FROM (SELECT {k}, NTILE({int(tiles)})"  # noqa: S608
+            f" OVER (ORDER BY {k}) AS tile FROM {self.relation(table)} WHERE {k} IS NOT NULL)"
+            " AS tiled GROUP BY tile ORDER BY tile"
+        )
+        rows = self._query(sql, doing=f"splitting {table!r} into {tiles} runs of {key!r}")
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def count_keys(
+        self, table: str, key: str, ranges: Sequence[tuple[int, int]], *, inside: bool = True
+    ) -> int:
+        """Rows of ``table`` whose ``key`` is in one of the inclusive ``ranges`` (or, with
+        ``inside=False``, in none of them: NULL and non-integer keys included)."""
+        k = self.quote(key)
+        within = " OR ".join(f"{k} BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in ranges)
+        if inside:
+            where = f"({within})" if within else "1 = 0"
+        else:
+            where = f"{k} IS NULL OR NOT ({within})" if within else "1 = 1"
+        sql = f"SELECT count(*) FROM {self.relation(table)} WHERE {where}"  # noqa: S608
+        return int(self._query(sql, doing=f"counting keys of {table!r}")[0][0])
 
     @abc.abstractmethod
     def stream(

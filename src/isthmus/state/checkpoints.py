@@ -70,10 +70,14 @@ class CheckpointMethods(StoreBase):
         operation_type: OperationType | str,
         entity_type: str,
         job_id: UUID | None = None,
+        *,
+        without_metadata_key: str | None = None,
     ) -> MigrationCheckpoint | None:
         """The newest checkpoint of this operation on this entity, for ``job_id``.
 
         ``job_id=None`` means checkpoints of no job (a standalone ``migrate``), not any job.
+        ``without_metadata_key`` leaves out checkpoints whose metadata has that key (the
+        key-range chunks of an entity, when the whole entity's checkpoint is wanted).
         """
         t = self.checkpoints
         job_condition = t.c.job_id.is_(None) if job_id is None else t.c.job_id == job_id
@@ -87,6 +91,8 @@ class CheckpointMethods(StoreBase):
             .order_by(t.c.created_at.desc(), t.c.id.desc())
             .limit(1)
         )
+        if without_metadata_key is not None:
+            statement = statement.where(~t.c.metadata.has_key(without_metadata_key))
         row = self._execute(conn, statement, t).one_or_none()
         return None if row is None else load(MigrationCheckpoint, row)
 

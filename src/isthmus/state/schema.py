@@ -56,6 +56,7 @@ class InitResult:
     revision_after: str
     created: bool
     upgraded: bool
+    queue_created: bool = False  # procrastinate's tables applied now (``isthmus init``)
 
 
 def check_schema_name(schema: str) -> str:
