@@ -24,6 +24,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import Connection
 
 from isthmus import quarantine, references
 from isthmus.batch_writer import BatchWriter, Outcome
@@ -273,22 +274,27 @@ class _Run:
         total = self.ws.source.count(load.source_table)
         fresh = self._target_is_empty(load)
         with self.ws.engine.begin() as sa:
-            checkpoint = self.store.create_checkpoint(
-                sa,
-                operation_type=OperationType.DIFFERENTIAL_MIGRATION,
-                entity_type=load.name,
-                batch_size=self.batch_size,
-                records_total=total,
-                metadata={
-                    "source_table": load.source_table,
-                    "target_table": f"{load.target.schema}.{load.target.name}",
-                    "fresh_target": fresh,
-                },
-            )
-            checkpoint = self.store.set_checkpoint_status(
-                sa, checkpoint.id, CheckpointStatus.IN_PROGRESS
-            )
+            checkpoint = self.new_checkpoint(sa, load, total, fresh_target=fresh)
         return checkpoint, False
+
+    def new_checkpoint(
+        self, sa: Connection, load: EntityLoad, total: int | None, **metadata: Any
+    ) -> MigrationCheckpoint:
+        """A new ``in_progress`` migration checkpoint of ``load``: its tables and
+        ``metadata`` recorded with it."""
+        checkpoint = self.store.create_checkpoint(
+            sa,
+            operation_type=OperationType.DIFFERENTIAL_MIGRATION,
+            entity_type=load.name,
+            batch_size=self.batch_size,
+            records_total=total,
+            metadata={
+                "source_table": load.source_table,
+                "target_table": f"{load.target.schema}.{load.target.name}",
+                **metadata,
+            },
+        )
+        return self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)
 
     def _target_is_empty(self, load: EntityLoad) -> bool:
         statement = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(

@@ -323,21 +323,8 @@ class _ChunkRun(_Run):
                         sa, resume.id, CheckpointStatus.IN_PROGRESS
                     )
                 return resume, True
-            checkpoint = self.store.create_checkpoint(
-                sa,
-                operation_type=OperationType.DIFFERENTIAL_MIGRATION,
-                entity_type=load.name,
-                batch_size=self.batch_size,
-                records_total=total,
-                metadata={
-                    "source_table": load.source_table,
-                    "target_table": f"{load.target.schema}.{load.target.name}",
-                    "fresh_target": fresh,
-                    CHUNK: list(self.chunk),
-                },
-            )
-            checkpoint = self.store.set_checkpoint_status(
-                sa, checkpoint.id, CheckpointStatus.IN_PROGRESS
+            checkpoint = self.new_checkpoint(
+                sa, load, total, fresh_target=fresh, **{CHUNK: list(self.chunk)}
             )
         return checkpoint, False
 
@@ -487,21 +474,14 @@ def _summarise(run: _Run, load: EntityLoad, done: Sequence[MigrationCheckpoint])
     keys = [k for k in (_as_int(cp.last_processed_id) for cp in done) if k is not None]
     last = str(max(keys)) if keys else None
     with run.ws.engine.begin() as sa:
-        summary = run.store.create_checkpoint(
+        summary = run.new_checkpoint(
             sa,
-            operation_type=OperationType.DIFFERENTIAL_MIGRATION,
-            entity_type=load.name,
-            batch_size=run.batch_size,
-            records_total=total,
-            metadata={
-                "source_table": load.source_table,
-                "target_table": f"{load.target.schema}.{load.target.name}",
-                "fresh_target": any(bool(cp.metadata.get("fresh_target")) for cp in done),
-                "chunks": [list(_range(cp)) for cp in done],
-                "chunk_checkpoints": [str(cp.id) for cp in done],
-            },
+            load,
+            total,
+            fresh_target=any(bool(cp.metadata.get("fresh_target")) for cp in done),
+            chunks=[list(_range(cp)) for cp in done],
+            chunk_checkpoints=[str(cp.id) for cp in done],
         )
-        run.store.set_checkpoint_status(sa, summary.id, CheckpointStatus.IN_PROGRESS)
         run.store.record_progress(
             sa, summary.id, last_processed_id=last, records_processed=processed
         )
