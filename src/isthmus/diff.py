@@ -34,7 +34,7 @@ from isthmus.canonical import CHECKSUM_ALGORITHM
 from isthmus.diff_classify import CONFLICTED, DELETED, TYPES, Found, classify
 from isthmus.diff_source import source_sums, sums_by_ids
 from isthmus.diff_target import Scope, TargetSide
-from isthmus.errors import UsageError
+from isthmus.errors import UsageError, first_line
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.migrate import Progress, target_session
 from isthmus.state.enums import CheckpointStatus, OperationType
@@ -334,11 +334,10 @@ class _EntityRun:
         )
 
     def _fail(self, checkpoint_id: UUID, exc: BaseException) -> None:
-        message = (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
         try:
             with self.ws.engine.begin() as sa:
                 self.store.set_checkpoint_status(
-                    sa, checkpoint_id, CheckpointStatus.FAILED, message[:2000]
+                    sa, checkpoint_id, CheckpointStatus.FAILED, first_line(exc)[:2000]
                 )
         except Exception:
             pass

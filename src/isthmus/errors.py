@@ -7,6 +7,12 @@ Exit codes (the contract): 0 done, 1 validation failed or differences remain,
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """What an error says, on one line (its type's name when it says nothing)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class IsthmusError(Exception):
     """Base of every error isthmus reports to a user."""
 

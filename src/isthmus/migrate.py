@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 
 from isthmus import quarantine, references
 from isthmus.batch_writer import BatchWriter, Outcome
-from isthmus.errors import IsthmusError, TransientDatabaseError, UsageError
+from isthmus.errors import IsthmusError, TransientDatabaseError, UsageError, first_line
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.mapping_cache import MappingCache
 from isthmus.pipeline import Pipeline, Turn
@@ -522,9 +522,8 @@ class _Run:
         )
 
     def _failed(self, checkpoint_id: UUID, exc: Exception) -> None:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         try:
-            self._set_status(checkpoint_id, CheckpointStatus.FAILED, message[:2000])
+            self._set_status(checkpoint_id, CheckpointStatus.FAILED, first_line(exc)[:2000])
         except Exception:  # the original error matters more than this one
             log.debug("could not mark checkpoint %s failed", checkpoint_id, exc_info=True)
 

@@ -38,7 +38,7 @@ import psycopg
 
 from isthmus import mapping, review, sync_rules
 from isthmus.diff import DiffContext, run_diff
-from isthmus.errors import IsthmusError, UsageError
+from isthmus.errors import IsthmusError, UsageError, first_line
 from isthmus.jobs import next_run
 from isthmus.migrate import Progress
 from isthmus.migrate_job import Chunking, run_migration_job
@@ -141,7 +141,7 @@ def run_job(
         except BaseException as exc:
             run.seconds = time.perf_counter() - started
             run.status = "failed"
-            run.error = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+            run.error = first_line(exc)
             _finish(ws, store, job, run)
             raise
         run.seconds = time.perf_counter() - started

@@ -25,6 +25,7 @@ from isthmus.diff import gone_condition
 from isthmus.diff_classify import classify
 from isthmus.diff_source import rows_by_ids, sums_by_ids
 from isthmus.diff_target import Scope, TargetSide
+from isthmus.errors import first_line
 from isthmus.loadplan import EntityLoad
 from isthmus.resolve import Applier, Resolution
 from isthmus.resolve_source import _add_mappings, _created_rows, target_wins
@@ -98,10 +99,9 @@ class BatchApplier:
             self._do(load, phase, part, result)
         except BaseException as exc:
             self.conn.rollback()
-            message = (str(exc).splitlines() or [""])[0] or type(exc).__name__
             with self.ws.engine.begin() as sa:
                 self.store.set_checkpoint_status(
-                    sa, checkpoint.id, CheckpointStatus.FAILED, message[:2000]
+                    sa, checkpoint.id, CheckpointStatus.FAILED, first_line(exc)[:2000]
                 )
             raise
         with self.ws.engine.begin() as sa:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from isthmus.entities import Entity
-from isthmus.errors import ConfigError, TerminalDatabaseError, UsageError
+from isthmus.errors import ConfigError, TerminalDatabaseError, UsageError, first_line
 from isthmus.plan import Plan
 from isthmus.target_types import target_type
 
@@ -503,7 +503,7 @@ def apply_target_ddl(
                 conn.execute(t.create)
         except psycopg.Error as exc:
             raise TerminalDatabaseError(
-                f"PostgreSQL: creating {target_schema}.{t.target_table}: {_first_line(exc)}"
+                f"PostgreSQL: creating {target_schema}.{t.target_table}: {first_line(exc)}"
             ) from exc
         created.append(t.target_table)
         for d in t.deferred:
@@ -543,7 +543,7 @@ def apply_pending_ddl(
             with conn.transaction():
                 conn.execute(statement)
         except psycopg.Error as exc:
-            error = _first_line(exc)
+            error = first_line(exc)
             conn.execute(f"UPDATE {table} SET error = %s WHERE id = %s", (error, row_id))  # noqa: S608
             results.append(PendingResult(name, target_table, kind, statement, error))
             continue
@@ -553,8 +553,3 @@ def apply_pending_ddl(
         )
         results.append(PendingResult(name, target_table, kind, statement, None))
     return results
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -44,6 +44,7 @@ from uuid import UUID
 
 from isthmus import jobs, queue, target_pool
 from isthmus.config import Config
+from isthmus.errors import first_line
 from isthmus.migrate_job import Chunking, run_one_chunk
 from isthmus.prune import run_prune
 from isthmus.state.enums import JobStatus, JobType
@@ -146,10 +147,6 @@ def due_runs(ws: Workspace, now: datetime | None = None) -> list[DueRun]:
     return found
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
-
-
 def _not_due(ws: Workspace, name: str, due_at: str) -> str | None:
     """Why a run queued by the schedule for ``due_at`` should not run now, if it should not."""
     with ws.engine.connect() as conn:
@@ -193,7 +190,7 @@ def execute_run(
             stats.add(busy=1)
             return {"job": job_name, "skipped": "busy"}
         except BaseException as exc:
-            log.error("job %s: run failed: %s", job_name, _first_line(exc))
+            log.error("job %s: run failed: %s", job_name, first_line(exc))
             stats.add(failed=1)
             raise
     stats.add(runs=1)
