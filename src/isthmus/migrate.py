@@ -43,13 +43,23 @@ from isthmus.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-_LOCK_CLASS = 0x15_7A_06  # advisory lock class of "an entity being migrated"
 _RETRIES = 5
 _LANES = 2  # connections writing batches at once
 _UNFINISHED = {CheckpointStatus.IN_PROGRESS, CheckpointStatus.PAUSED, CheckpointStatus.FAILED}
 
 
 Lanes = list[tuple[psycopg.Connection[Any], BatchWriter]]
+
+
+def entity_lock_key(schema: str, entity: str) -> tuple[int, str]:
+    """The advisory lock of an entity being written (migrated, chunked or synced)."""
+    return 0x15_7A_06, f"{schema}.{entity}"
+
+
+def try_lock(conn: psycopg.Connection[Any], key: tuple[int, str]) -> bool:
+    """Take the session advisory lock ``key`` on ``conn`` if nobody holds it."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
+    return bool(row and row[0])
 
 
 class MigrationInterrupted(IsthmusError):
@@ -530,18 +540,14 @@ class _Run:
     # -- locks, DDL, quarantine ---------------------------------------------------------------
 
     def _lock_key(self, load: EntityLoad) -> tuple[int, str]:
-        return _LOCK_CLASS, f"{self.schema}.{load.name}"
+        return entity_lock_key(self.schema, load.name)
 
     def _lock(self, load: EntityLoad) -> None:
         """A session advisory lock on a connection of its own (one that nothing else uses,
         so no reconnect can drop it); released by ``_unlock`` or when the process dies."""
-        cls, name = self._lock_key(load)
         if self.lock_conn is None or self.lock_conn.closed:
             self.lock_conn = self.ws.connect_target(autocommit=True)
-        row = self.lock_conn.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (cls, name)
-        ).fetchone()
-        if not (row and row[0]):
+        if not try_lock(self.lock_conn, self._lock_key(load)):
             raise EntityBusy(
                 f"entity {load.name} is being migrated by another isthmus process right now"
             )

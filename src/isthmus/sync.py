@@ -40,7 +40,7 @@ from isthmus import mapping, review, sync_rules
 from isthmus.diff import DiffContext, run_diff
 from isthmus.errors import IsthmusError, UsageError, first_line
 from isthmus.jobs import next_run
-from isthmus.migrate import Progress
+from isthmus.migrate import Progress, entity_lock_key, try_lock
 from isthmus.migrate_job import Chunking, run_migration_job
 from isthmus.resolve import Resolution
 from isthmus.state.enums import CheckpointStatus, JobStatus, JobType, OperationType
@@ -51,7 +51,6 @@ from isthmus.sync_apply import DELETE_PHASES, UPSERT_PHASES, BatchApplier, recon
 from isthmus.workspace import Workspace
 
 _JOB_LOCK_CLASS = 0x15_7A_07  # advisory lock class of "a job being run"
-_ENTITY_LOCK_CLASS = 0x15_7A_06  # the class migrate locks an entity with
 
 
 class JobBusy(IsthmusError):
@@ -155,27 +154,19 @@ def run_in_progress(conn: psycopg.Connection[Any], job_id: UUID) -> bool:
     """Whether some process holds the job's run lock right now (``conn``: autocommit), i.e.
     a job left ``running`` without it was left so by a process that died."""
     key = (_JOB_LOCK_CLASS, str(job_id))
-    got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
-    if got and got[0]:
+    if try_lock(conn, key):
         conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
         return False
     return True
 
 
 def _lock(lock: psycopg.Connection[Any], ws: Workspace, job: SynchronizationJob) -> None:
-    got = lock.execute(
-        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_JOB_LOCK_CLASS, str(job.id))
-    ).fetchone()
-    if not (got and got[0]):
+    if not try_lock(lock, (_JOB_LOCK_CLASS, str(job.id))):
         raise JobBusy(f"job {job.job_name} is running in another isthmus process right now")
     if job.job_type == JobType.DIFFERENTIAL_MIGRATION:
         return  # migrate takes each entity's lock itself, as it reaches it
     for entity in job.entities_to_sync:
-        got = lock.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
-            (_ENTITY_LOCK_CLASS, f"{ws.state_schema}.{entity}"),
-        ).fetchone()
-        if not (got and got[0]):
+        if not try_lock(lock, entity_lock_key(ws.state_schema, entity)):
             raise JobBusy(
                 f"job {job.job_name}: entity {entity} is being migrated or synced by another "
                 "isthmus process right now"
