@@ -42,7 +42,6 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 from sqlalchemy import BigInteger, Connection, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 
@@ -204,7 +203,8 @@ def migrate_chunk(
         # A resumed run saw only part of the chunk, so it cannot say.
         written = None if result.resumed_after is not None else result.outcome.inserted
         if result.checkpoint_id is not None:
-            _merge_metadata(run, result.checkpoint_id, {"inserted": written})
+            with ws.engine.begin() as sa:
+                run.store.merge_checkpoint_metadata(sa, result.checkpoint_id, {"inserted": written})
         return result
 
 
@@ -636,14 +636,6 @@ def _parked(conn: psycopg.Connection[Any], schema: str, load: EntityLoad) -> boo
     row = conn.execute(statement, (load.target.name,)).fetchone()
     conn.commit()
     return bool(row and row[0])
-
-
-def _merge_metadata(run: _Run, checkpoint_id: UUID, values: dict[str, Any]) -> None:
-    statement = sql.SQL("UPDATE {} SET metadata = metadata || %s WHERE id = %s").format(
-        sql.Identifier(run.schema, "migration_checkpoints")
-    )
-    with run.ws.connect_target(autocommit=True) as conn:
-        conn.execute(statement, (Jsonb(values), checkpoint_id))
 
 
 def _mapped_ints(

@@ -36,7 +36,7 @@ from uuid import UUID
 
 import psycopg
 
-from isthmus import mapping, review, sync_rules
+from isthmus import review, sync_rules
 from isthmus.diff import DiffContext, run_diff
 from isthmus.errors import IsthmusError, UsageError, first_line
 from isthmus.jobs import next_run
@@ -47,7 +47,13 @@ from isthmus.state.enums import CheckpointStatus, JobStatus, JobType, OperationT
 from isthmus.state.models import STRATEGY_FOR_CONFLICT_RESOLUTION, SynchronizationJob
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore
-from isthmus.sync_apply import DELETE_PHASES, UPSERT_PHASES, BatchApplier, reconcile_intents
+from isthmus.sync_apply import (
+    DELETE_PHASES,
+    UPSERT_PHASES,
+    BatchApplier,
+    reconcile_intents,
+    settle_mappings,
+)
 from isthmus.workspace import Workspace
 
 _JOB_LOCK_CLASS = 0x15_7A_07  # advisory lock class of "a job being run"
@@ -302,27 +308,14 @@ def _sync(
             break
     else:
         run.status = "completed"
-        _forget_stale(ws, conn, compared.entities)
+        for diffed in compared.entities:
+            settle_mappings(ws, conn, diffed.entity, diffed.found)
     for entry in run.entities:
         if entry.applied:
             run.records_synced += entry.applied.written + entry.applied.deleted
             run.records_failed += entry.applied.quarantined + entry.applied.left_open
     if run.status == "completed":
         _close_differentials(ws, store, compared.entities, run)
-
-
-def _forget_stale(ws: Workspace, conn: psycopg.Connection[Any], diffed: list[Any]) -> None:
-    """Mappings whose rows are gone from both sides map nothing any more; rows equal on both
-    sides but not to their mapping's base (an earlier write whose base update was lost) get
-    the checksum both now hold, so the next change is attributed to the side that made it."""
-    for entity in diffed:
-        found = entity.found
-        if found.stale_ids:
-            mapping.forget(conn, ws.state_schema, entity.entity, found.stale_ids)
-        if found.rebase:
-            sums = [(i, s.decode()) for i, s in found.rebase]
-            mapping.update_checksums(conn, ws.state_schema, entity.entity, sums)
-    conn.commit()
 
 
 def _close_differentials(ws: Workspace, store: StateStore, diffed: list[Any], run: JobRun) -> None:

@@ -18,11 +18,11 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import literal, update
+from sqlalchemy import Connection
 
 from isthmus import mapping
 from isthmus.diff import gone_condition
-from isthmus.diff_classify import classify
+from isthmus.diff_classify import Found, classify
 from isthmus.diff_source import rows_by_ids, sums_by_ids
 from isthmus.diff_target import Scope, TargetSide
 from isthmus.errors import first_line
@@ -30,6 +30,7 @@ from isthmus.loadplan import EntityLoad
 from isthmus.resolve import Applier, Resolution
 from isthmus.resolve_source import _add_mappings, _created_rows, target_wins
 from isthmus.state.enums import CheckpointStatus, OperationType
+from isthmus.state.models import MigrationCheckpoint
 from isthmus.state.store import StateStore
 from isthmus.workspace import Workspace
 
@@ -55,8 +56,8 @@ class BatchApplier:
         self.job_id = job_id
         self.run_id = run_id
         self.should_stop = should_stop  # "paused" / "cancelled" when the run must stop
-        self.applier = Applier(ws, conn, _store(ws))
-        self.store = _store(ws)
+        self.store = StateStore(ws.state_schema)
+        self.applier = Applier(ws, conn, self.store)
 
     def load(self, entity: str) -> EntityLoad:
         return self.applier.load(entity)
@@ -77,23 +78,14 @@ class BatchApplier:
         return None
 
     def _batch(self, load: EntityLoad, phase: str, part: list[Any], totals: Resolution) -> None:
-        metadata: dict[str, Any] = {"command": APPLY_COMMAND, "phase": phase, "run": self.run_id}
+        metadata: dict[str, Any] = {}
         if phase == "created_to_source":
             floor = self.ws.source.max_value(load.source_table, load.key_columns[0])
             metadata[INTENT] = {"floor": int(floor or 0), "target_keys": [str(k) for k in part]}
         elif phase == "to_source":  # the source is written before the mappings' checksums
             metadata[INTENT] = {"legacy_ids": [int(i) for i in part]}
         with self.ws.engine.begin() as sa:
-            checkpoint = self.store.create_checkpoint(
-                sa,
-                operation_type=OperationType.SYNC_OPERATION,
-                entity_type=load.name,
-                batch_size=len(part),
-                records_total=len(part),
-                job_id=self.job_id,
-                metadata=metadata,
-            )
-            self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)
+            checkpoint = self._checkpoint(sa, load.name, phase, size=len(part), metadata=metadata)
         result = Resolution(checkpoint.id, load.name, phase, phase)
         try:
             self._do(load, phase, part, result)
@@ -133,16 +125,8 @@ class BatchApplier:
         """A paused checkpoint where the run stopped (failed, for a cancelled job): what the
         next run would have done next."""
         with self.ws.engine.begin() as sa:
-            checkpoint = self.store.create_checkpoint(
-                sa,
-                operation_type=OperationType.SYNC_OPERATION,
-                entity_type=entity,
-                batch_size=1,
-                job_id=self.job_id,
-                last_processed_id=None if last is None else str(last),
-                metadata={"command": APPLY_COMMAND, "phase": phase, "run": self.run_id},
-            )
-            self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)
+            done = None if last is None else str(last)
+            checkpoint = self._checkpoint(sa, entity, phase, last=done)
             if reason == "paused":
                 self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.PAUSED)
             else:
@@ -150,11 +134,40 @@ class BatchApplier:
                     sa, checkpoint.id, CheckpointStatus.FAILED, f"job {reason}"
                 )
 
+    def _checkpoint(
+        self,
+        sa: Connection,
+        entity: str,
+        phase: str,
+        *,
+        size: int | None = None,
+        last: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> MigrationCheckpoint:
+        """A new ``in_progress`` checkpoint of the job for ``entity`` in ``phase`` (a batch of
+        ``size`` records, or where the run stopped: after ``last``)."""
+        checkpoint = self.store.create_checkpoint(
+            sa,
+            operation_type=OperationType.SYNC_OPERATION,
+            entity_type=entity,
+            batch_size=size or 1,
+            records_total=size,
+            job_id=self.job_id,
+            last_processed_id=last,
+            metadata={
+                "command": APPLY_COMMAND,
+                "phase": phase,
+                "run": self.run_id,
+                **(metadata or {}),
+            },
+        )
+        return self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)
+
 
 def reconcile_intents(ws: Workspace, conn: psycopg.Connection[Any], job_id: UUID) -> int:
     """Map the target rows an interrupted batch inserted into the source before it could
     record their mappings; returns how many were found already in the source."""
-    store = _store(ws)
+    store = StateStore(ws.state_schema)
     query = sql.SQL(
         "SELECT id, entity_type, metadata->'intent' FROM {} WHERE job_id = %s"
         " AND metadata ? 'intent' AND status IN ('in_progress', 'failed')"
@@ -163,23 +176,16 @@ def reconcile_intents(ws: Workspace, conn: psycopg.Connection[Any], job_id: UUID
     pending = conn.execute(query, (job_id,)).fetchall()
     conn.commit()
     found = 0
+    loads = Applier(ws, conn, store)
     for checkpoint_id, entity, intent in pending:
-        load = Applier(ws, conn, store).load(entity)
-        found += _reconcile(ws, conn, load, intent)
+        found += _reconcile(ws, conn, loads.load(entity), intent)
         with ws.engine.begin() as sa:
             current = store.get_checkpoint(sa, checkpoint_id)
             if current.status == CheckpointStatus.IN_PROGRESS:
                 store.set_checkpoint_status(
                     sa, checkpoint_id, CheckpointStatus.FAILED, "interrupted; reconciled"
                 )
-            t = store.checkpoints
-            sa.execute(
-                update(t)
-                .where(t.c.id == checkpoint_id)
-                .values(
-                    metadata=t.c.metadata.op("||")(literal({"reconciled": True}, t.c.metadata.type))
-                )
-            )
+            store.merge_checkpoint_metadata(sa, checkpoint_id, {"reconciled": True})
     return found
 
 
@@ -193,9 +199,20 @@ def _rebase(
         sums_by_ids(ws.source, load, legacy_ids),
         side.mapped(conn, Scope(ids=legacy_ids), exact=True),
     )
+    settle_mappings(ws, conn, load.name, found)
+
+
+def settle_mappings(
+    ws: Workspace, conn: psycopg.Connection[Any], entity: str, found: Found
+) -> None:
+    """Mappings whose rows are gone from both sides map nothing any more; rows equal on both
+    sides but not to their mapping's base (a write whose base update was lost) get the
+    checksum both now hold, so the next change is attributed to the side that made it."""
+    if found.stale_ids:
+        mapping.forget(conn, ws.state_schema, entity, found.stale_ids)
     if found.rebase:
         sums = [(i, s.decode()) for i, s in found.rebase]
-        mapping.update_checksums(conn, ws.state_schema, load.name, sums)
+        mapping.update_checksums(conn, ws.state_schema, entity, sums)
     conn.commit()
 
 
@@ -243,7 +260,3 @@ def _still_unmapped(
         " (SELECT 1 FROM {} AS m WHERE m.entity_type = %s AND m.uuid_id = k)"
     ).format(mapping.table(schema))
     return [str(r[0]) for r in conn.execute(query, (keys, load.name)).fetchall()]
-
-
-def _store(ws: Workspace) -> StateStore:
-    return StateStore(ws.state_schema)

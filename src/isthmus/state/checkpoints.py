@@ -10,7 +10,16 @@ from functools import cached_property
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Update, bindparam, func, literal_column, select, update
+from sqlalchemy import (
+    Connection,
+    Update,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.sql.expression import ColumnClause
 
 from isthmus.errors import RuleViolation
@@ -152,6 +161,14 @@ class CheckpointMethods(StoreBase):
             )
         statement = update(t).where(t.c.id == checkpoint_id).values(values).returning(*t.c)
         return load(MigrationCheckpoint, self._execute(conn, statement, t).one())
+
+    def merge_checkpoint_metadata(
+        self, conn: Connection, checkpoint_id: UUID, values: dict[str, Any]
+    ) -> None:
+        """Add ``values`` to the checkpoint's metadata (keys it has already are replaced)."""
+        t = self.checkpoints
+        merged = t.c.metadata.op("||")(literal(values, t.c.metadata.type))
+        self._execute(conn, update(t).where(t.c.id == checkpoint_id).values(metadata=merged), t)
 
     def record_progress(
         self,
