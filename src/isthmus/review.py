@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from sqlalchemy import func
 
 from isthmus.diff import REVIEW_KEY, gone_condition
 from isthmus.diff_detail import field_text
@@ -149,22 +150,25 @@ def open_items(
     require_current(ws.engine, ws.state_schema)
     store = StateStore(ws.state_schema)
     t = store.differentials
-    with ws.engine.connect() as sa:
-        rows = sa.execute(
-            t.select()
-            .where(
-                t.c.resolved.is_(False),
-                t.c.resolution_strategy == "manual_review",
-                t.c.metadata.has_key(REVIEW_KEY),
-            )
-            .order_by(t.c.created_at, t.c.id)
-        ).fetchall()
-    items = [ReviewItem.of(load_row(DataDifferential, r)) for r in rows]
-    if entity is not None:
-        items = [i for i in items if i.entity == entity]
+    statement = (
+        t.select()
+        .where(
+            t.c.resolved.is_(False),
+            t.c.resolution_strategy == "manual_review",
+            t.c.metadata.has_key(REVIEW_KEY),
+        )
+        .order_by(t.c.created_at, t.c.id)
+        .limit(limit)
+    )
+    if entity is not None:  # as ReviewItem.entity reads it
+        statement = statement.where(
+            func.coalesce(t.c.metadata["entity"].astext, t.c.source_table) == entity
+        )
     if job is not None:
-        items = [i for i in items if i.job == job]
-    return items[:limit]
+        statement = statement.where(t.c.metadata[REVIEW_KEY]["job"].astext == job)
+    with ws.engine.connect() as sa:
+        rows = sa.execute(statement).fetchall()
+    return [ReviewItem.of(load_row(DataDifferential, r)) for r in rows]
 
 
 def resolve_item(ws: Workspace, item_id: str, winner: str) -> Resolution:
