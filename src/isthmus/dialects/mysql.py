@@ -123,19 +123,13 @@ class Source(MySQLWriting):
     def _query(
         self, sql: str, params: Sequence[Any] = (), doing: str = "querying"
     ) -> list[tuple[Any, ...]]:
-        try:
+        with mysql_driver.driver_errors(lambda exc: self._failed(exc, doing)):
             cur = self.connection().cursor()
             try:
                 cur.execute(sql, tuple(params))
                 return list(cur.fetchall())
             finally:
                 cur.close()
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            if not mysql_driver.is_driver_error(exc):
-                raise
-            raise self._failed(exc, doing) from exc
 
     def segment_form(self, table: str, column: Column, target_kind: Any) -> str | None:
         charset = self._charsets(table).get(column.name)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from isthmus.errors import ConfigError, DatabaseError, TerminalDatabaseError, TransientDatabaseError
@@ -157,6 +158,20 @@ def is_driver_error(exc: BaseException) -> bool:
     return module.startswith(("pymysql", "mysql.connector", "_mysql_connector")) or isinstance(
         exc, OSError
     )
+
+
+@contextmanager
+def driver_errors(failed: Callable[[BaseException], DatabaseError]) -> Iterator[None]:
+    """The driver's errors raised inside, as ``failed(exc)``; isthmus's own and any other
+    exception pass through as they are."""
+    try:
+        yield
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
+        raise failed(exc) from exc
 
 
 def translate(exc: BaseException, doing: str) -> DatabaseError:

@@ -78,36 +78,24 @@ class MySQLWriting(SourceDialect):
 
     def _write_statement(self, doing: str, sql: str) -> None:
         """One statement without parameters on the writer, outside any transaction."""
-        try:
+        with mysql_driver.driver_errors(lambda exc: self._write_failed(exc, doing)):
             cur = self._writer().cursor()
             try:
                 cur.execute(sql)
             finally:
                 cur.close()
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            if not mysql_driver.is_driver_error(exc):
-                raise
-            raise self._write_failed(exc, doing) from exc
 
     @contextmanager
     def _write_transaction(self, doing: str, *, snapshot: bool = False) -> Iterator[Any]:
         """A cursor of the writer in a transaction, committed at the end, rolled back on error;
         ``snapshot``: REPEATABLE READ from a consistent snapshot taken at the start."""
-        try:
+        with mysql_driver.driver_errors(lambda exc: self._write_failed(exc, doing)):
             cur = self._writer().cursor()
             if snapshot:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             else:
                 cur.execute("START TRANSACTION")
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            if not mysql_driver.is_driver_error(exc):
-                raise
-            raise self._write_failed(exc, doing) from exc
         try:
             yield cur
             cur.execute("COMMIT")
