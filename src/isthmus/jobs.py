@@ -8,7 +8,7 @@ both statuses and the moves allowed. Runs are in :mod:`isthmus.sync`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,13 +138,17 @@ def set_status(ws: Workspace, name: str, status: JobStatus) -> SynchronizationJo
         return StateStore(ws.state_schema).set_job_status(sa, name, status)
 
 
-def due_jobs(ws: Workspace, now: datetime | None = None) -> list[SynchronizationJob]:
-    """Scheduled jobs whose next_run_at has come."""
+def due_jobs(
+    ws: Workspace,
+    now: datetime | None = None,
+    statuses: Collection[str] = (JobStatus.SCHEDULED,),
+) -> list[SynchronizationJob]:
+    """Scheduled jobs (in one of ``statuses``) whose next_run_at has come."""
     moment = now or datetime.now(UTC)
     return [
         j
         for j in list_jobs(ws)
-        if j.status == JobStatus.SCHEDULED
+        if j.status in statuses
         and j.job_type == JobType.SCHEDULED_SYNC
         and j.next_run_at is not None
         and j.next_run_at <= moment

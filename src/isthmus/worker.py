@@ -38,7 +38,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -47,7 +47,7 @@ from isthmus.config import Config
 from isthmus.errors import first_line
 from isthmus.migrate_job import Chunking, run_one_chunk
 from isthmus.prune import run_prune
-from isthmus.state.enums import JobStatus, JobType
+from isthmus.state.enums import JobStatus
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore
 from isthmus.sync import JobBusy, run_in_progress, run_job
@@ -124,21 +124,13 @@ class DueRun:
 def due_runs(ws: Workspace, now: datetime | None = None) -> list[DueRun]:
     """Scheduled jobs whose ``next_run_at`` has come, and scheduled jobs left ``running``
     past it by a process that died (nobody holds their run lock)."""
-    require_current(ws.engine, ws.state_schema)
-    moment = now or datetime.now(UTC)
+    due = jobs.due_jobs(ws, now, statuses=(JobStatus.SCHEDULED, JobStatus.RUNNING))
     found = [
         DueRun(j.job_name, j.id, j.next_run_at.isoformat(), takeover=False)
-        for j in jobs.due_jobs(ws, moment)
-        if j.next_run_at is not None
+        for j in due
+        if j.status == JobStatus.SCHEDULED and j.next_run_at is not None
     ]
-    stuck = [
-        j
-        for j in jobs.list_jobs(ws)
-        if j.status == JobStatus.RUNNING
-        and j.job_type == JobType.SCHEDULED_SYNC
-        and j.next_run_at is not None
-        and j.next_run_at <= moment
-    ]
+    stuck = [j for j in due if j.status == JobStatus.RUNNING]
     if stuck:
         with ws.connect_target(autocommit=True) as conn:
             for j in stuck:
