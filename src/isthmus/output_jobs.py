@@ -32,7 +32,7 @@ def show_jobs(jobs: list[Any]) -> None:
             _when(j.last_run_at),
             _when(j.next_run_at),
             f"{j.total_records_synced:,}",
-            f"{j.success_rate}",
+            "-" if j.success_rate is None else f"{j.success_rate}",
             "-" if j.average_duration_ms is None else f"{j.average_duration_ms:,}",
         )
     console.print(table)
