@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck check bench clean
+.PHONY: venv browser demo test lint typecheck check bench clean
 
 venv: $(STAMP)
 
@@ -14,12 +14,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Debian's chromium, for the headless-browser test of the HTML report (tests/test_report_html.py).
+# Playwright drives it through executable_path: `playwright install` (a CDN download) is never run.
+# Quiet when /usr/bin/chromium is there; without apt-get (or when the install fails) it warns and
+# the browser test skips, saying why.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	    APT="$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	    echo "browser: installing Debian's chromium (apt-get)"; \
+	    $$APT install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	      || { $$APT update -qq && $$APT install -y -qq --no-install-recommends chromium >/dev/null; } \
+	      || echo "browser: warning: could not install chromium; the browser test will skip"; \
+	  else \
+	    echo "browser: warning: no apt-get and no /usr/bin/chromium; the browser test will skip"; \
+	  fi; \
+	fi
+
 demo: venv
 	$(BIN)/isthmus demo
 
 # isthmus is imported before pytest's plugins load ssl, so the MySQL C extension loads
 # (see isthmus/dialects/mysql_driver.py) and its tests run rather than skip.
-test: venv
+test: venv browser
 	$(BIN)/python -c 'import isthmus, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' -q $(PYTEST_ARGS)
 
 lint: venv

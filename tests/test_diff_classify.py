@@ -254,7 +254,7 @@ def approximations(draw: st.DrawFn) -> tuple[World, dict[int, bytes]]:
 def test_the_recheck_gives_what_exact_checksums_give(
     case: tuple[World, dict[int, bytes]],
 ) -> None:
-    """``diff._EntityRun._recheck``: classified with approximate target checksums, then the
+    """``diff.EntityRun._recheck``: classified with approximate target checksums, then the
     suspects rechecked exactly, the result is the exact classification, ids still ascending."""
     world, approx = case
     approximate = World(world.source, world.base, approx)
@@ -265,7 +265,7 @@ def test_the_recheck_gives_what_exact_checksums_give(
         return [(i, world.source[i]) for i in sorted(ids) if i in world.source]
 
     with patch.object(diff, "sums_by_ids", sums_by_ids):
-        diff._EntityRun._recheck(run, found)  # type: ignore[arg-type]
+        diff.EntityRun._recheck(run, found)  # type: ignore[arg-type]
     exact = classify(world.source_stream(), world.mapped_stream())
     nonempty = {k: {s: v for s, v in sides.items() if v} for k, sides in found.ids.items()}
     assert {k: {s: sorted(v) for s, v in sides.items()} for k, sides in nonempty.items()} == (

@@ -11,7 +11,15 @@ from typing import Any, TypeVar
 
 import click
 
-from isthmus import commands, output, output_diff, output_jobs, output_worker, progress
+from isthmus import (
+    commands,
+    output,
+    output_diff,
+    output_jobs,
+    output_validate,
+    output_worker,
+    progress,
+)
 from isthmus.config import Config, load_config
 from isthmus.errors import IsthmusError
 from isthmus.urls import mask_secrets
@@ -162,6 +170,109 @@ def diff(ctx: Context, entities: tuple[str, ...]) -> None:
     """Compare source and target through the ID map; store and summarise the differences
     (exit 1 while any remain)."""
     run(ctx, lambda: commands.diff(ctx.config(), list(entities)), output_diff.show_diff)
+
+
+@main.command()
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    help="completeness_check, data_integrity, relationship_integrity or performance_check "
+    "(repeatable, or comma-separated; default: all four).",
+)
+@click.option("--entity", "entities", multiple=True, help="Only this entity (repeatable).")
+@click.option(
+    "--sample",
+    "sample_rows",
+    type=click.IntRange(min=0),
+    default=None,
+    help="data_integrity compares a random sample of N rows per entity (0: every row; "
+    "default: validation.sample_rows).",
+)
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the run's self-contained HTML report to this file.",
+)
+@pass_ctx
+def validate(
+    ctx: Context,
+    types: tuple[str, ...],
+    entities: tuple[str, ...],
+    sample_rows: int | None,
+    html: Path | None,
+) -> None:
+    """Validate the target against the source (completeness, data, relationships,
+    performance); store a report each (exit 1 if any fails)."""
+
+    def call() -> Any:
+        config = ctx.config()
+        args = (config, list(types), list(entities))
+        if not progress.wanted(ctx.as_json):
+            return commands.validate(*args, sample_rows=sample_rows, html=html)
+        with progress.RowProgress() as bars:
+            return commands.validate(*args, sample_rows=sample_rows, html=html, progress=bars)
+
+    run(ctx, call, output_validate.show_validation)
+
+
+@main.group()
+def reports() -> None:
+    """Stored validation reports."""
+
+
+@reports.command("list")
+@click.option("--entity", default=None, help="Only this entity.")
+@click.option("--type", "validation_type", default=None, help="Only this validation type.")
+@click.option("--failed", "failed_only", is_flag=True, help="Only failed validations.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@pass_ctx
+def reports_list(
+    ctx: Context, entity: str | None, validation_type: str | None, failed_only: bool, limit: int
+) -> None:
+    """The newest validation reports (stale ones marked)."""
+    run(
+        ctx,
+        lambda: commands.reports_list(ctx.config(), entity, validation_type, failed_only, limit),
+        output_validate.show_reports,
+    )
+
+
+@reports.command("show")
+@click.argument("report_id")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "html"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    "output_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+@pass_ctx
+def reports_show(ctx: Context, report_id: str, fmt: str, output_file: Path | None) -> None:
+    """Show a report, or every report of a validation run (REPORT_ID: a report's or a
+    run's ID, a unique prefix of one, or 'latest')."""
+
+    def render(view: Any) -> None:
+        if output_file is None:
+            output_validate.show_report(view)
+            return
+        text = view.html() if fmt == "html" else json.dumps(view.to_dict(), indent=2)
+        if fmt == "table":
+            with output.console.capture() as captured:
+                output_validate.show_report(view)
+            text = captured.get()
+        output_file.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output_file}", err=True)
+
+    run(ctx, lambda: commands.reports_show(ctx.config(), report_id, fmt), render)
 
 
 @main.group()

@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, overload
 
-from isthmus import jobs, mapping, mapping_io, migrate_chunks, output, quarantine, review
+from isthmus import (
+    jobs,
+    mapping,
+    mapping_io,
+    migrate_chunks,
+    output,
+    quarantine,
+    reports,
+    review,
+)
 from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
 from isthmus.diff import DiffResult, run_diff
@@ -29,6 +38,7 @@ from isthmus.state.schema import InitResult, require_current, upgrade_state_sche
 from isthmus.state.store import StateStore
 from isthmus.sync import JobRun, run_job
 from isthmus.target_ddl import SchemaResult, apply_target_ddl, derive_target_ddl
+from isthmus.validate import ValidationResult, run_validate
 from isthmus.worker import WorkerResult, run_worker
 from isthmus.workspace import Workspace
 
@@ -116,6 +126,47 @@ def diff(
     result's exit code is 1 while differences remain."""
     with Workspace(config) as ws:
         return run_diff(ws, entities, progress)
+
+
+def validate(
+    config: Config,
+    types: Sequence[str] | None = None,
+    entities: Sequence[str] | None = None,
+    *,
+    sample_rows: int | None = None,
+    html: str | Path | None = None,
+    progress: Progress | None = None,
+) -> ValidationResult:
+    """Run the validations (all four types when none given) of the entities (all when none
+    given) and store a report each; with ``html``, also write the run's HTML report there.
+    The result's exit code is 1 when any validation failed."""
+    with Workspace(config) as ws:
+        result = run_validate(ws, types, entities, sample_rows=sample_rows, progress=progress)
+        if html is not None:
+            view = reports.show_report(ws, str(result.run_id), "html")
+            Path(html).write_text(view.html(), encoding="utf-8")
+        return result
+
+
+def reports_list(
+    config: Config,
+    entity: str | None = None,
+    validation_type: str | None = None,
+    failed_only: bool = False,
+    limit: int = 50,
+) -> reports.ReportList:
+    """The newest validation reports (stale ones marked)."""
+    with Workspace(config) as ws:
+        return reports.list_reports(
+            ws, entity=entity, validation_type=validation_type, failed_only=failed_only, limit=limit
+        )
+
+
+def reports_show(config: Config, report_id: str, format: str = "table") -> reports.ReportView:
+    """A report, or every report of a validation run (``report_id`` may name either, or be
+    ``latest``), for printing as a table, JSON or a self-contained HTML page."""
+    with Workspace(config) as ws:
+        return reports.show_report(ws, report_id, format)
 
 
 def differentials_list(

@@ -72,6 +72,21 @@ class RetentionConfig(_Strict):
     days: int = Field(30, ge=1)  # checkpoints, resolved differentials, expired reports, …
 
 
+class ValidationConfig(_Strict):
+    """``[validation]`` (addition): how ``isthmus validate`` checks and how long reports last."""
+
+    expires_hours: float = Field(168.0, gt=0)  # a report older than this is shown as stale
+    samples: int = Field(20, ge=1, le=10_000)  # discrepancies kept per kind in a report
+    # data_integrity: 0 compares every row; N compares a random sample of N rows per entity
+    sample_rows: int = Field(0, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)  # of a sample's stated bound
+    # performance_check thresholds
+    min_rows_per_second: float = Field(1_000.0, ge=0)  # of the last migration / sync run
+    max_lookup_ms: float = Field(50.0, gt=0)  # p95 of one ID-map lookup
+    max_query_ms: float = Field(250.0, gt=0)  # p95 of a representative target query
+    query_samples: int = Field(50, ge=1, le=10_000)  # timed lookups and queries per entity
+
+
 class EntityConfig(_Strict):
     source_table: str | None = None
     target_table: str | None = None
@@ -107,6 +122,7 @@ class Config(_Strict):
     migration: MigrationConfig = Field(default_factory=MigrationConfig)  # type: ignore[arg-type]
     diff: DiffConfig = Field(default_factory=DiffConfig)  # type: ignore[arg-type]
     retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)  # type: ignore[arg-type]
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     path: Path | None = Field(default=None, exclude=True)
 
@@ -185,11 +201,13 @@ def _describe(exc: ValidationError, where: str, raw: dict[str, Any]) -> str:
 
 
 _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("source", "target", "migration", "retention", "entities"),
+    "": ("source", "target", "migration", "diff", "retention", "validation", "entities"),
     "source": tuple(SourceConfig.model_fields),
     "target": ("url", "state_schema", "schema"),
     "migration": tuple(MigrationConfig.model_fields),
+    "diff": tuple(DiffConfig.model_fields),
     "retention": tuple(RetentionConfig.model_fields),
+    "validation": tuple(ValidationConfig.model_fields),
     "entity": tuple(EntityConfig.model_fields),
 }
 

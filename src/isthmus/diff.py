@@ -130,7 +130,7 @@ def run_diff(
             table = reflect_table(conn, ws.config.target.schema_, entity.target_table)
             conn.commit()
             load = build_load(planned, table, ws.plan, ws.source.capabilities)
-            runs.append(_EntityRun(ws, conn, load, progress, context or DiffContext()))
+            runs.append(EntityRun(ws, conn, load, progress, context or DiffContext()))
         cursor_runs = [r for r in runs if r.previous is not None]
         pending = diff_cursor.prefetch_deletes(ws, [r.load for r in cursor_runs])
         for r in cursor_runs:
@@ -141,7 +141,7 @@ def run_diff(
     return DiffResult(results, time.perf_counter() - started, ws.source.take_warnings())
 
 
-class _EntityRun:
+class EntityRun:
     def __init__(
         self,
         ws: Workspace,
@@ -149,6 +149,8 @@ class _EntityRun:
         load: EntityLoad,
         progress: Progress | None,
         context: DiffContext,
+        *,
+        cursor: bool = True,
     ) -> None:
         self.ws = ws
         self.context = context
@@ -162,7 +164,7 @@ class _EntityRun:
             load.name, load.source_table, f"{load.target.schema}.{load.target.name}"
         )
         self.side = TargetSide(load, ws.state_schema, gone_condition(load))
-        self.previous = diff_cursor.previous_marks(self) if load.uuid_keyed else None
+        self.previous = diff_cursor.previous_marks(self) if load.uuid_keyed and cursor else None
         self.prefetched_deletes: Future[set[int]] | None = None
 
     def run(self) -> EntityDiff:
@@ -211,13 +213,18 @@ class _EntityRun:
 
     # -- comparing -----------------------------------------------------------------------------
 
-    def _compare(self, previous: dict[str, Any] | None) -> Found:
-        found = self._found(previous)
+    def compare_every_row(self) -> Found:
+        """Every row compared (segments or full, never the cursor), nothing stored: what
+        validation asks; ``rebase`` is not collected (it would grow with the table)."""
+        return self._compare(None, Found(keep_rebase=False))
+
+    def _compare(self, previous: dict[str, Any] | None, found: Found | None = None) -> Found:
+        found = self._found(previous, found)
         self._recheck(found)
         self.conn.commit()
         return found
 
-    def _found(self, previous: dict[str, Any] | None) -> Found:
+    def _found(self, previous: dict[str, Any] | None, found: Found | None = None) -> Found:
         """What the entity's method finds (see the module docstring)."""
         if previous is not None:
             self.result.method = "cursor"
@@ -225,9 +232,9 @@ class _EntityRun:
         segment_forms = diff_segments.forms(self)
         if segment_forms is not None:
             self.result.method = "segments"
-            return diff_segments.compare(self, *segment_forms)
+            return diff_segments.compare(self, *segment_forms, found=found)
         self.result.method = "full"
-        found = Found()
+        found = found or Found()
         sums = source_sums(
             self.ws.source, self.load, batch_size=self.ws.config.migration.batch_size
         )

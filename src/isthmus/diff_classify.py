@@ -54,6 +54,7 @@ class Found:
     stale_ids: list[int] = field(default_factory=list)  # their legacy IDs
     # equal on both sides, but not to the mapping's base: (legacy ID, the checksum both hold)
     rebase: list[tuple[int, bytes]] = field(default_factory=list)
+    keep_rebase: bool = True  # a comparison that only validates does not collect it
 
     def add(self, kind: str, side: str, legacy_id: int) -> None:
         self.ids[kind].setdefault(side, []).append(legacy_id)
@@ -126,7 +127,7 @@ def classify(source: SourceSums, mapped: MappedSums, found: Found | None = None)
             out.add(MISSING, "both" if changed else "target", legacy_id)
         elif source_sum == target:
             out.equal += 1
-            if base != source_sum:
+            if base != source_sum and out.keep_rebase:
                 out.rebase.append((legacy_id, source_sum))
         elif not base:
             out.add(CONFLICTED, "unknown", legacy_id)

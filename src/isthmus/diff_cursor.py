@@ -34,7 +34,7 @@ from isthmus.diff_target import Scope, bucket_range, mapped_in_ranges
 
 if TYPE_CHECKING:
     from isthmus.dialects.base import SourceDialect
-    from isthmus.diff import _EntityRun
+    from isthmus.diff import EntityRun
     from isthmus.loadplan import EntityLoad
     from isthmus.workspace import Workspace
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 _BUCKET = 64  # keys per bucket of the delete pass: scattered deletes dirty few keys
 
 
-def capture_deletes(run: _EntityRun) -> bool:
+def capture_deletes(run: EntityRun) -> bool:
     """Put the delete-capturing trigger on the entity's target table (idempotent); False when
     the target refuses (no right to create triggers): the cursor diff then scans instead."""
     name = sql.Identifier(f"isthmus_deletions_{run.schema}")
@@ -74,7 +74,7 @@ def capture_deletes(run: _EntityRun) -> bool:
     return True
 
 
-def marks(run: _EntityRun) -> dict[str, Any] | None:
+def marks(run: EntityRun) -> dict[str, Any] | None:
     """Where both cursors stand before this diff reads anything."""
     entity = run.load.planned.entity
     if not entity.updated_at or not entity.target_updated_at:
@@ -97,7 +97,7 @@ def marks(run: _EntityRun) -> dict[str, Any] | None:
     }
 
 
-def previous_marks(run: _EntityRun) -> dict[str, Any] | None:
+def previous_marks(run: EntityRun) -> dict[str, Any] | None:
     """The marks of the entity's last completed comparison (``isthmus diff`` or a job's sync
     run: both leave what they did not settle open), when they are usable."""
     statement = sql.SQL(
@@ -122,7 +122,7 @@ def previous_marks(run: _EntityRun) -> dict[str, Any] | None:
     return found
 
 
-def compare(run: _EntityRun, previous: dict[str, Any]) -> Found:
+def compare(run: EntityRun, previous: dict[str, Any]) -> Found:
     load, side, conn, source = run.load, run.side, run.conn, run.ws.source
     entity = load.planned.entity
     overlap = timedelta(seconds=run.config.cursor_overlap_seconds)
@@ -150,7 +150,7 @@ def compare(run: _EntityRun, previous: dict[str, Any]) -> Found:
     return found
 
 
-def _target_changed(run: _EntityRun, column: str, since: str) -> tuple[set[int], list[str]]:
+def _target_changed(run: EntityRun, column: str, since: str) -> tuple[set[int], list[str]]:
     """Legacy IDs of the target rows changed since ``since``, and the changed rows that no
     mapping points at (created in the target)."""
     gone = sql.SQL("") if run.side.gone is None else sql.SQL(" AND NOT {}").format(run.side.gone)
@@ -169,7 +169,7 @@ def _target_changed(run: _EntityRun, column: str, since: str) -> tuple[set[int],
     return ids, [str(r[1]) for r in rows if r[0] is None]
 
 
-def _still_open(run: _EntityRun) -> tuple[set[int], set[str]]:
+def _still_open(run: EntityRun) -> tuple[set[int], set[str]]:
     """What unresolved differentials of the entity still list."""
     query = sql.SQL(
         "SELECT legacy_ids, metadata->'created_in_target' FROM {} WHERE NOT resolved"
@@ -230,7 +230,7 @@ def prefetch_deletes(ws: Workspace, loads: list[EntityLoad]) -> dict[str, Future
     return futures
 
 
-def _target_deletes(run: _EntityRun, previous: dict[str, Any], overlap: timedelta) -> set[int]:
+def _target_deletes(run: EntityRun, previous: dict[str, Any], overlap: timedelta) -> set[int]:
     """Legacy IDs whose mapped target row is gone: from the captured deletes when the
     trigger was in place at the last marks, else by an anti-join of the map and the table.
     (Soft-deleted rows changed their ``updated_at``; the comparison sees them gone.)"""
@@ -252,7 +252,7 @@ def _target_deletes(run: _EntityRun, previous: dict[str, Any], overlap: timedelt
     return {int(r[0]) for r in run.conn.execute(query, (run.load.name,)).fetchall()}
 
 
-def _unmapped(run: _EntityRun, keys: list[str]) -> list[str]:
+def _unmapped(run: EntityRun, keys: list[str]) -> list[str]:
     """Of ``keys`` (target rows), those still present and still without a mapping."""
     if not keys:
         return []

@@ -24,12 +24,12 @@ from isthmus.diff_source import sums_by_ids
 from isthmus.diff_target import Scope, bucket_range, mapped_in_ranges
 
 if TYPE_CHECKING:
-    from isthmus.diff import _EntityRun
+    from isthmus.diff import EntityRun
 
 WIDTH = 16  # legacy IDs per bucket: 75k buckets for 1.2M rows, a few rows read per difference
 
 
-def forms(run: _EntityRun) -> tuple[list[str], list[str]] | None:
+def forms(run: EntityRun) -> tuple[list[str], list[str]] | None:
     """(source forms, target forms) of the compared columns, or None when a column has none
     in one of the databases (the entity is then compared in full)."""
     flavor = run.ws.source.capabilities.segment_flavor
@@ -51,7 +51,9 @@ def forms(run: _EntityRun) -> tuple[list[str], list[str]] | None:
     return source_forms, target_forms
 
 
-def compare(run: _EntityRun, source_forms: list[str], target_forms: list[str]) -> Found:
+def compare(
+    run: EntityRun, source_forms: list[str], target_forms: list[str], found: Found | None = None
+) -> Found:
     load, side, conn, source = run.load, run.side, run.conn, run.ws.source
     key = load.key_columns[0]
     flavor = source.capabilities.segment_flavor
@@ -81,7 +83,7 @@ def compare(run: _EntityRun, source_forms: list[str], target_forms: list[str]) -
         dirty = sorted(
             b for b in set(in_source) | set(in_target) if in_source.get(b) != in_target.get(b)
         )
-        found = Found()
+        found = found or Found()
         clean = sum(n for b, (n, _) in in_source.items() if in_target.get(b) == (n, _))
         found.compared = found.equal = clean
         if dirty:

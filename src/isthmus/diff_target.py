@@ -120,9 +120,15 @@ class TargetSide:
             where=where,
         )
         normalizers = self.normalizers
+        previous = b""
         with conn.cursor() as cur, cur.copy(query) as copy:
             for line in copy_lines(copy):
                 fields = line.split(b"\t")
+                if fields[0] == previous:
+                    # a parent's UUID mapped twice (a corrupt map, which validation reports)
+                    # joins a row twice: its first reading stands
+                    continue
+                previous = fields[0]
                 base = None if fields[1] == NULL else fields[1]
                 if in_database:
                     yield int(fields[0]), base, None if fields[2] == NULL else fields[2]

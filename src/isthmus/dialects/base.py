@@ -286,6 +286,20 @@ class SourceDialect(abc.ABC):
         rows = self._query(sql, doing=f"counting the keys of {table!r}")
         return {int(b): (int(n), int(total)) for b, n, total in rows}
 
+    def orphans(
+        self, table: str, key: Sequence[str], column: str, parent: str, parent_key: str
+    ) -> list[Row]:
+        """(key values…, ``column``) of the rows of ``table`` whose ``column`` is set but
+        names no row of ``parent`` (``parent_key``): references already broken in the source."""
+        c = self.quote(column)
+        keys = ", ".join(f"c.{self.quote(k)}" for k in key)
+        sql = (
+            f"SELECT {keys}, c.{c} FROM {self.relation(table)} AS c WHERE c.{c} IS NOT NULL"  # noqa: S608
+            f" AND NOT EXISTS (SELECT 1 FROM {self.relation(parent)} AS p"
+            f" WHERE p.{self.quote(parent_key)} = c.{c})"
+        )
+        return self._query(sql, doing=f"looking for orphans in {table!r}.{column!r}")
+
     def segment_form(self, table: str, column: Column, target_kind: Any) -> str | None:
         """The column's segment form in this database's SQL (see dialects/segment_sql.py),
         None when this dialect cannot give one (segment checksums are then not used)."""
