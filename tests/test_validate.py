@@ -309,3 +309,42 @@ def test_unknown_type_is_a_usage_error(
     said = setup.cli("validate", "--type", "speed")
     assert said.returncode == 2 and "completeness_check" in said.stderr
     assert target_one(setup, "SELECT count(*) FROM isthmus.migration_validation_reports") == 0
+
+
+def test_a_job_validates_after_each_run(
+    sqlite_url: DatabaseURL, fresh_pg_url: DatabaseURL, tmp_path: Path
+) -> None:
+    setup = migrated(sqlite_url, fresh_pg_url, tmp_path)
+    said = setup.cli(
+        "jobs", "create", "nightly", "--type", "manual_sync", "--entities", "offices,doctors",
+        "--validate", "completeness_check,data_integrity",
+    )  # fmt: skip
+    assert said.returncode == 0, said.stdout + said.stderr
+    ran = setup.cli("--json", "jobs", "run", "nightly")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    validation = json.loads(ran.stdout)["validation"]
+    assert validation["passed"] is True and validation["reports"] == 4
+    with setup.target_conn() as conn:
+        rows = conn.execute(
+            "SELECT r.source_entity, r.validation_type::text FROM"
+            " isthmus.migration_validation_reports r JOIN isthmus.synchronization_jobs j"
+            " ON j.id = r.job_id WHERE j.job_name = 'nightly' ORDER BY 1, 2"
+        ).fetchall()
+    assert rows == [
+        ("doctors", "completeness_check"),
+        ("doctors", "data_integrity"),
+        ("offices", "completeness_check"),
+        ("offices", "data_integrity"),
+    ]
+    # a target changed behind the sync's back, in a column the one-way sync re-applies: the
+    # next run repairs it and validates clean; a target-only row it leaves makes it fail
+    target_sql(
+        setup,
+        "INSERT INTO offices SELECT gen_random_uuid(), name, address, city, phone, timezone,"
+        " is_active, created_at, updated_at FROM offices LIMIT 1",
+    )
+    ran = setup.cli("jobs", "run", "nightly")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "validation FAILED (offices:completeness_check)" in ran.stdout
+    bad = setup.cli("jobs", "create", "x", "--type", "manual_sync", "--validate", "speed")
+    assert bad.returncode == 2 and "unknown validation type 'speed'" in bad.stderr

@@ -466,6 +466,13 @@ def jobs() -> None:
     default=None,
     help="max_records_per_batch (default: migration.batch_size).",
 )
+@click.option(
+    "--validate",
+    "validate_types",
+    default=None,
+    help="After each completed run, validate the job's entities: 'all' or comma-separated "
+    "validation types (reports linked to the job).",
+)
 @pass_ctx
 def jobs_create(
     ctx: Context,
@@ -477,9 +484,11 @@ def jobs_create(
     conflict: str,
     cron: str | None,
     batch_size: int | None,
+    validate_types: str | None,
 ) -> None:
     """Create the job NAME (status scheduled)."""
     chosen = [e.strip() for e in entities.split(",") if e.strip()] if entities else None
+    checks = [validate_types] if validate_types else None
     run(
         ctx,
         lambda: commands.jobs_create(
@@ -491,6 +500,7 @@ def jobs_create(
             conflict=conflict,
             cron=cron,
             batch_size=batch_size,
+            validate=checks,
         ),
         output_jobs.show_job_change,
     )

@@ -292,8 +292,10 @@ def jobs_create(
     conflict: str = "source_wins",
     cron: str | None = None,
     batch_size: int | None = None,
+    validate: Sequence[str] | None = None,
 ) -> SynchronizationJob:
-    """A new synchronization job (status ``scheduled``); scheduled_sync jobs need ``cron``."""
+    """A new synchronization job (status ``scheduled``); scheduled_sync jobs need ``cron``;
+    with ``validate`` (validation types, or ``all``) each completed run is validated."""
     with Workspace(config) as ws:
         return jobs.create_job(
             ws,
@@ -304,6 +306,7 @@ def jobs_create(
             conflict=conflict,
             cron=cron,
             batch_size=batch_size,
+            validate=validate,
         )
 
 

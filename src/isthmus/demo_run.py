@@ -30,10 +30,12 @@ from isthmus.diff import DiffResult, run_diff
 from isthmus.jobs import create_job
 from isthmus.migrate import MigrationResult, Progress, run_migration
 from isthmus.plan import Plan
+from isthmus.reports import show_report
 from isthmus.state.schema import InitResult, upgrade_state_schema
 from isthmus.sync import JobRun, run_job
 from isthmus.target_ddl import apply_target_ddl, derive_target_ddl
 from isthmus.urls import parse_url
+from isthmus.validate import ValidationResult, run_validate
 from isthmus.workspace import Workspace
 
 DEMO_DATABASE = "isthmus_demo"
@@ -55,6 +57,8 @@ class DemoResult:
     sync: JobRun | None = None
     after_sync: DiffResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    validation: ValidationResult | None = None
+    report_html: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -63,6 +67,8 @@ class DemoResult:
             codes.append(self.sync.exit_code)
         if self.after_sync is not None:
             codes.append(self.after_sync.exit_code)
+        if self.validation is not None:
+            codes.append(self.validation.exit_code)
         return max(codes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +85,8 @@ class DemoResult:
             "diff": self.diff.to_dict() if self.diff else None,
             "sync": self.sync.to_dict() if self.sync else None,
             "after_sync": self.after_sync.to_dict() if self.after_sync else None,
+            "validation": self.validation.to_dict() if self.validation else None,
+            "report_html": str(self.report_html) if self.report_html else None,
             "seconds": self.seconds,
         }
 
@@ -159,7 +167,14 @@ def run_demo(
         seconds["sync"] = time.perf_counter() - started
         say("isthmus diff again: nothing differs any more")
         after = run_diff(ws)
-    return DemoResult(
+        started = time.perf_counter()
+        say("isthmus validate: completeness, data, relationships and performance, per table")
+        validation = run_validate(ws)
+        seconds["validate"] = time.perf_counter() - started
+        report_html = workdir / "validation.html"
+        report = show_report(ws, str(validation.run_id), "html")
+        report_html.write_text(report.html(), encoding="utf-8")
+    result = DemoResult(
         workdir,
         config_path,
         rows,
@@ -174,6 +189,8 @@ def run_demo(
         after,
         seconds,
     )
+    result.validation, result.report_html = validation, report_html
+    return result
 
 
 def change_legacy_again(path: Path) -> dict[str, int]:

@@ -18,6 +18,7 @@ from isthmus.state.enums import JobStatus, JobType
 from isthmus.state.models import MigrationCheckpoint, SynchronizationJob
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore
+from isthmus.validate import parse_types
 from isthmus.workspace import Workspace
 
 JOB_TYPES = tuple(t.value for t in JobType)
@@ -65,6 +66,9 @@ class JobDetail:
         }
 
 
+VALIDATE_AFTER = "validate_after"  # job metadata: validation types run after each run
+
+
 def create_job(
     ws: Workspace,
     name: str,
@@ -75,8 +79,11 @@ def create_job(
     conflict: str = "source_wins",
     cron: str | None = None,
     batch_size: int | None = None,
+    validate: Sequence[str] | None = None,
 ) -> SynchronizationJob:
-    """A new job, ``scheduled``; a scheduled_sync needs ``cron`` and gets its next_run_at."""
+    """A new job, ``scheduled``; a scheduled_sync needs ``cron`` and gets its next_run_at;
+    ``validate``: the validation types each completed run is followed by (metadata
+    ``validate_after``)."""
     require_current(ws.engine, ws.state_schema)
     if job_type not in JOB_TYPES:
         raise UsageError(f"unknown job type {job_type!r}: one of {', '.join(JOB_TYPES)}")
@@ -109,6 +116,7 @@ def create_job(
             max_records_per_batch=batch_size or ws.config.migration.batch_size,
             schedule_config=schedule,
             next_run_at=next_run(schedule, datetime.now(UTC)),
+            metadata={VALIDATE_AFTER: parse_types(validate)} if validate else None,
             known_entities=known,
         )
 

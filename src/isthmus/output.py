@@ -255,9 +255,16 @@ def show_demo(result: Any) -> None:
             + ("nothing differs" if not left else f"{left} differences left"),
             markup=False,
         )
+    if result.validation is not None:
+        from isthmus.output_validate import show_validation
+
+        console.print("\nvalidation of the target against the legacy database:", style="bold")
+        show_validation(result.validation)
+    if result.report_html is not None:
+        console.print(f"HTML report: {result.report_html}", markup=False)
     console.print(
         f"config written to {result.config_path}: try `isthmus --config {result.config_path}"
-        " jobs show demo-sync`, `checkpoints list` or `diff`",
+        " jobs show demo-sync`, `checkpoints list`, `diff` or `reports list`",
         markup=False,
     )
 

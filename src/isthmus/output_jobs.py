@@ -91,6 +91,14 @@ def show_run(run: Any) -> None:
         + (f"; next run {_when(run.next_run_at)}" if run.next_run_at else ""),
         markup=False,
     )
+    if run.validation:
+        v = run.validation
+        verdict = "passed" if v["passed"] else f"FAILED ({', '.join(v['failed'])})"
+        console.print(
+            f"validation {verdict}: {v['reports']} report(s) in {v['seconds']:.1f} s; "
+            f"isthmus reports show {v['run_id']}",
+            markup=False,
+        )
     if run.took_over:
         console.print("took over a run whose process had stopped", markup=False)
     if run.reconciled:

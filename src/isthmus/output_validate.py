@@ -24,20 +24,21 @@ def show_validation(result: Any) -> None:
     table = Table(title=f"validation {result.run_id}", title_justify="left")
     for name in ("entity", "type", "result", "records", "discrepancies", "found", "ms"):
         table.add_column(
-            name, justify="right" if name in ("records", "discrepancies", "ms") else "left"
+            name,
+            justify="right" if name in ("records", "discrepancies", "ms") else "left",
+            no_wrap=name in ("type", "result"),
         )
     entity = None
     for c in result.checks:
         verdict = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
-        if c.skipped:
-            verdict += f" ({c.skipped})"
+        found = _kinds(c.findings.counts, c.notes.counts)
         table.add_row(
             "" if c.entity == entity else c.entity,
             _SHORT.get(c.validation_type, c.validation_type),
             verdict,
-            f"{c.records_validated:,}",
+            "-" if c.skipped else f"{c.records_validated:,}",
             f"{c.discrepancies:,}",
-            _kinds(c.findings.counts, c.notes.counts),
+            f"skipped: {c.skipped}" if c.skipped else found,
             f"{c.execution_time_ms:,}",
         )
         entity = c.entity

@@ -39,7 +39,7 @@ import psycopg
 from isthmus import review, sync_rules
 from isthmus.diff import DiffContext, run_diff
 from isthmus.errors import IsthmusError, UsageError, first_line
-from isthmus.jobs import next_run
+from isthmus.jobs import VALIDATE_AFTER, next_run
 from isthmus.migrate import Progress, entity_lock_key, try_lock
 from isthmus.migrate_job import Chunking, run_migration_job
 from isthmus.resolve import Resolution
@@ -54,6 +54,7 @@ from isthmus.sync_apply import (
     reconcile_intents,
     settle_mappings,
 )
+from isthmus.validate import run_validate
 from isthmus.workspace import Workspace
 
 _JOB_LOCK_CLASS = 0x15_7A_07  # advisory lock class of "a job being run"
@@ -100,12 +101,14 @@ class JobRun:
     reconciled: int = 0
     next_run_at: datetime | None = None
     error: str | None = None
+    validation: dict[str, Any] | None = None  # the validation run after it, if the job asks
 
     @property
     def exit_code(self) -> int:
         if self.status == "failed":
             return 3
-        return 1 if self.records_failed else 0
+        invalid = self.validation is not None and not self.validation["passed"]
+        return 1 if self.records_failed or invalid else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +123,7 @@ class JobRun:
             "reconciled": self.reconciled,
             "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None,
             "error": self.error,
+            "validation": self.validation,
         }
 
 
@@ -150,10 +154,26 @@ def run_job(
             _finish(ws, store, job, run)
             raise
         run.seconds = time.perf_counter() - started
+        if run.status == "completed" and job.metadata.get(VALIDATE_AFTER):
+            run.validation = _validate(ws, job)  # still under the job's lock: nothing moves
         _finish(ws, store, job, run)
     finally:
         lock.close()
     return run
+
+
+def _validate(ws: Workspace, job: SynchronizationJob) -> dict[str, Any]:
+    """Validate the job's entities after its run; the reports are linked to the job."""
+    types = job.metadata.get(VALIDATE_AFTER)
+    named = [str(t) for t in types] if isinstance(types, list) else None
+    result = run_validate(ws, named, job.entities_to_sync, job_id=job.id)
+    return {
+        "run_id": str(result.run_id),
+        "passed": not result.failed,
+        "failed": [f"{c.entity}:{c.validation_type}" for c in result.failed],
+        "reports": len(result.reports),
+        "seconds": round(result.seconds, 3),
+    }
 
 
 def run_in_progress(conn: psycopg.Connection[Any], job_id: UUID) -> bool:

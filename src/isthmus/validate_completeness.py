@@ -46,6 +46,7 @@ def check_completeness(v: EntityValidation, check: Check) -> Check:
     conn.commit()
     source_rows = 0
     mappings = 0
+    examined = 0  # legacy IDs, each once
     findings = check.findings
     src = _source_keys(v, quarantined, check)
     mpd = _mappings(conn, v.schema, load, side)
@@ -53,6 +54,7 @@ def check_completeness(v: EntityValidation, check: Check) -> Check:
     m = next(mpd, None)
     previous: int | None = None
     while s is not None or m is not None:
+        examined += 1
         if m is not None and m[0] == previous:
             findings.add("duplicate_mapping", {"legacy_id": m[0], "uuid": m[1]})
             m = next(mpd, None)
@@ -87,7 +89,7 @@ def check_completeness(v: EntityValidation, check: Check) -> Check:
     for uuid, holders in v.duplicate_uuids(load.name):
         findings.add("duplicate_mapping", {"uuid": uuid, "mapped_from": holders})
     target_rows = _count(conn, side)
-    check.records_validated = source_rows + mappings + unmapped
+    check.records_validated = examined + unmapped
     check.metadata.update(
         {
             "source_rows": source_rows + check.notes.counts.get("quarantined", 0),
