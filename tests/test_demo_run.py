@@ -29,4 +29,13 @@ def test_demo_tells_the_whole_story_and_ends_with_both_sides_equal(tmp_path: Pat
     assert sum(f.get("to_source", 0) + f.get("created_to_source", 0) for f in flows) > 0
     assert sync["records_synced"] == doc["diff"]["total_differences"]
     assert doc["after_sync"]["total_differences"] == 0
+    validation = doc["validation"]
+    assert validation["passed"] is True
+    assert {r["validation_type"] for r in validation["reports"]} == {
+        "completeness_check",
+        "data_integrity",
+        "relationship_integrity",
+        "performance_check",
+    }
+    assert Path(doc["report_html"]).read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert (tmp_path / "isthmus.toml").exists()
