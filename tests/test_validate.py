@@ -147,6 +147,16 @@ def test_each_corruption_is_caught_by_the_right_type(
         "target_parent": str(new_parent),
     }
 
+    # each type alone finds the same (its own pass over the databases, no shared comparison)
+    for kind in ("completeness_check", "relationship_integrity"):
+        alone = by_key(commands.validate(setup.config, [kind]))
+        for key, check in alone.items():
+            assert check.findings.counts == checks[key].findings.counts, key
+            for name, samples in check.findings.samples.items():
+                assert [x.get("legacy_id") for x in samples] == [
+                    x.get("legacy_id") for x in checks[key].findings.samples[name]
+                ], (key, name)
+
     # nothing else failed: each corruption is attributed where it belongs
     failing = sorted(k for k, c in checks.items() if not c.passed)
     assert failing == [

@@ -12,6 +12,7 @@ points at are found by one anti-join.
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from psycopg import sql
 
 from isthmus import mapping
 from isthmus.dialects import segment_sql
+from isthmus.dialects.segment_sql import Span
 from isthmus.diff_classify import Found, classify
 from isthmus.diff_source import sums_by_ids
 from isthmus.diff_target import Scope, bucket_range, mapped_in_ranges
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from isthmus.diff import EntityRun
 
 WIDTH = 16  # legacy IDs per bucket: 75k buckets for 1.2M rows, a few rows read per difference
+SLICE_ROWS = 400_000  # rows compared per slice: at most ~25k buckets held here at once
 
 
 def forms(run: EntityRun) -> tuple[list[str], list[str]] | None:
@@ -54,15 +57,53 @@ def forms(run: EntityRun) -> tuple[list[str], list[str]] | None:
 def compare(
     run: EntityRun, source_forms: list[str], target_forms: list[str], found: Found | None = None
 ) -> Found:
+    """Compare the entity slice by slice (:func:`slices`), so that the per-bucket sums held
+    here stay bounded whatever the table's size."""
+    found = found or Found()
+    for span in slices(run):
+        _compare_span(run, source_forms, target_forms, found, span)
+    found.created_in_target = run.side.unmapped(run.conn)
+    run.conn.commit()
+    return found
+
+
+def slices(run: EntityRun) -> list[Span]:
+    """Inclusive legacy-ID bounds of slices of about ``SLICE_ROWS`` mapped rows (the map's
+    key range cut evenly, at bucket boundaries; the first and last are open, so every source
+    key falls in one)."""
+    query = sql.SQL(
+        "SELECT count(*), min(legacy_id), max(legacy_id) FROM {} WHERE entity_type = %s"
+    ).format(mapping.table(run.schema))
+    row = run.conn.execute(query, (run.load.name,)).fetchone()
+    run.conn.commit()
+    if row is None or not row[0] or row[0] <= SLICE_ROWS:
+        return [(None, None)]
+    count, low, high = int(row[0]), int(row[1]), int(row[2])
+    pieces = -(-count // SLICE_ROWS)
+    step = max(WIDTH, (high - low) // pieces // WIDTH * WIDTH)
+    cuts = [c for c in range((low // WIDTH + 1) * WIDTH, high + 1, step) if c > 0][: pieces - 1]
+    if not cuts:
+        return [(None, None)]
+    bounds: list[Span] = [(None, cuts[0] - 1)]
+    bounds += [(a, b - 1) for a, b in itertools.pairwise(cuts)]
+    bounds.append((cuts[-1], None))
+    return bounds
+
+
+def _compare_span(
+    run: EntityRun, source_forms: list[str], target_forms: list[str], found: Found, span: Span
+) -> None:
     load, side, conn, source = run.load, run.side, run.conn, run.ws.source
     key = load.key_columns[0]
     flavor = source.capabilities.segment_flavor
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(source.segment_sums, load.source_table, key, source_forms, WIDTH)
+        pending = pool.submit(
+            source.segment_sums, load.source_table, key, source_forms, WIDTH, span
+        )
         gone = sql.SQL("") if side.gone is None else sql.SQL(" AND NOT {}").format(side.gone)
         query = sql.SQL(
             "SELECT m.legacy_id / {w}, count(*), sum({h}) FROM {m} AS m JOIN {t} AS t"
-            " ON t.{k} = m.uuid_id {joins} WHERE m.entity_type = {e}{gone} GROUP BY 1"
+            " ON t.{k} = m.uuid_id {joins} WHERE m.entity_type = {e}{gone}{span} GROUP BY 1"
         ).format(
             w=sql.Literal(WIDTH),
             h=sql.SQL(segment_sql.pg_row_hash(target_forms, flavor)),
@@ -72,6 +113,7 @@ def compare(
             joins=sql.SQL(" ").join(side.joins),
             e=sql.Literal(load.name),
             gone=gone,
+            span=sql.SQL(segment_sql.span_condition("m.legacy_id", span)),
         )
         # buckets aggregated in memory, not sorted on disk; no JIT: compiling the row
         # expressions costs more than it saves on one pass
@@ -79,18 +121,17 @@ def compare(
         conn.execute("SET LOCAL jit = off")
         rows = conn.execute(query).fetchall()
         in_target = {int(b): (int(n), int(s)) for b, n, s in rows}
+        del rows
         in_source = pending.result()
         dirty = sorted(
             b for b in set(in_source) | set(in_target) if in_source.get(b) != in_target.get(b)
         )
-        found = found or Found()
         clean = sum(n for b, (n, _) in in_source.items() if in_target.get(b) == (n, _))
-        found.compared = found.equal = clean
+        found.compared += clean
+        found.equal += clean
         if dirty:
             ranges = [bucket_range(b, WIDTH) for b in dirty]
             keys = pool.submit(source.keys_in_ranges, load.source_table, key, ranges)
             ids = sorted(set(keys.result()) | mapped_in_ranges(conn, run.schema, load.name, ranges))
             classify(sums_by_ids(source, load, ids), side.mapped(conn, Scope(ids=ids)), found)
-    found.created_in_target = side.unmapped(conn)
     conn.commit()
-    return found

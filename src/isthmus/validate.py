@@ -23,6 +23,8 @@ import psycopg
 from psycopg import sql
 
 from isthmus import mapping
+from isthmus.diff import DiffContext, EntityRun
+from isthmus.diff_classify import Found
 from isthmus.errors import UsageError
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.migrate import Progress, target_session
@@ -98,11 +100,28 @@ def parse_types(types: Iterable[str] | None) -> list[str]:
     return [t for t in VALIDATION_TYPES if not wanted or t in wanted]
 
 
+@dataclass
+class Comparison:
+    """The whole-row comparison of an entity (the diff's engine), made once per entity."""
+
+    run: EntityRun
+    found: Found
+    seconds: float
+
+
 class EntityValidation:
-    """What the checks of one entity share: the workspace, a target connection, the load."""
+    """What the checks of one entity share: the workspace, a target connection, the load,
+    and the whole-row comparison when the run makes one anyway (a data_integrity of every
+    row): completeness and relationship findings are then read off it, not found again."""
 
     def __init__(
-        self, ws: Workspace, conn: psycopg.Connection[Any], load: EntityLoad, run: _Run
+        self,
+        ws: Workspace,
+        conn: psycopg.Connection[Any],
+        load: EntityLoad,
+        run: _Run,
+        *,
+        compare_rows: bool = False,
     ) -> None:
         self.ws = ws
         self.conn = conn
@@ -110,6 +129,15 @@ class EntityValidation:
         self.schema = ws.state_schema
         self._run = run
         self.kept_counts: tuple[int, int] | None = None  # validate_keptkey's tables, loaded
+        self.comparison: Comparison | None = None
+        if compare_rows and load.uuid_keyed:
+            started = time.perf_counter()
+            engine = EntityRun(ws, conn, load, None, DiffContext(), cursor=False)
+            found = engine.compare_every_row()
+            self.comparison = Comparison(engine, found, time.perf_counter() - started)
+
+    def duplicate_legacy_ids(self, entity: str) -> list[tuple[int, list[str]]]:
+        return self._run.duplicate_legacy_ids.get(entity, [])
 
     def duplicate_uuids(self, entity: str) -> list[tuple[str, list[str]]]:
         return self._run.duplicate_uuids.get(entity, [])
@@ -127,6 +155,27 @@ class _Run:
     def __init__(self, ws: Workspace, conn: psycopg.Connection[Any]) -> None:
         self.ws = ws
         self.conn = conn
+
+    @cached_property
+    def duplicate_legacy_ids(self) -> dict[str, list[tuple[int, list[str]]]]:
+        """Legacy IDs mapped more than once, by entity; only looked for when the map's
+        unique constraint on (entity_type, legacy_id) is missing (it makes them impossible)."""
+        schema = self.ws.state_schema
+        row = self.conn.execute(
+            "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+            " WHERE n.nspname = %s AND c.conname = 'idx_legacy_mapping_entity_legacy'",
+            (schema,),
+        ).fetchone()
+        out: dict[str, list[tuple[int, list[str]]]] = {}
+        if row is None or not row[0]:
+            query = sql.SQL(
+                "SELECT entity_type, legacy_id, array_agg(uuid_id::text ORDER BY uuid_id)"
+                " FROM {} GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 10000"
+            ).format(mapping.table(schema))
+            for entity, legacy_id, uuids in self.conn.execute(query):
+                out.setdefault(entity, []).append((int(legacy_id), list(uuids)))
+        self.conn.commit()
+        return out
 
     @cached_property
     def duplicate_uuids(self) -> dict[str, list[tuple[str, list[str]]]]:
@@ -178,7 +227,7 @@ def run_validate(
             table = reflect_table(conn, ws.config.target.schema_, planned.entity.target_table)
             conn.commit()
             load = build_load(planned, table, ws.plan, ws.source.capabilities)
-            v = EntityValidation(ws, conn, load, shared)
+            v = EntityValidation(ws, conn, load, shared, compare_rows=DATA in wanted and not sample)
             for kind in wanted:
                 check = Check(
                     kind,

@@ -27,6 +27,7 @@ from psycopg import sql
 from isthmus import mapping, quarantine
 from isthmus.copytext import copy_lines
 from isthmus.diff import gone_condition
+from isthmus.diff_classify import DELETED, MISSING
 from isthmus.diff_target import TargetSide
 
 if TYPE_CHECKING:
@@ -44,6 +45,15 @@ def check_completeness(v: EntityValidation, check: Check) -> Check:
     side = TargetSide(load, v.schema, gone_condition(load))
     quarantined = quarantine.open_keys(conn, v.schema, load.name)
     conn.commit()
+    check.criteria.update(
+        {
+            "compared": "legacy IDs of the source with the ID map and the target rows",
+            "soft_deleted_rows_count_as_missing": side.gone is not None,
+            "quarantined_rows": "noted, not discrepancies (see `isthmus quarantine list`)",
+        }
+    )
+    if v.comparison is not None:
+        return _from_comparison(v, check, side, quarantined)
     source_rows = 0
     mappings = 0
     examined = 0  # legacy IDs, each once
@@ -97,14 +107,83 @@ def check_completeness(v: EntityValidation, check: Check) -> Check:
             "mappings": mappings,
         }
     )
-    check.criteria.update(
-        {
-            "compared": "legacy IDs of the source with the ID map and the target rows",
-            "soft_deleted_rows_count_as_missing": side.gone is not None,
-            "quarantined_rows": "noted, not discrepancies (see `isthmus quarantine list`)",
-        }
-    )
     return check.finish()
+
+
+def _from_comparison(
+    v: EntityValidation, check: Check, side: TargetSide, quarantined: set[str]
+) -> Check:
+    """The same findings, read off the whole-row comparison the run made for data_integrity
+    (every legacy ID of both sides went through it): no second pass over the keys."""
+    assert v.comparison is not None
+    found, conn, findings = v.comparison.found, v.conn, check.findings
+    unmapped_source = found.ids[MISSING].get("source", [])
+    missing = [i for i in unmapped_source if str(i) not in quarantined]
+    for key in sorted(quarantined):
+        check.notes.add("quarantined", {"legacy_key": key})
+    gone = sorted(i for s, ids in found.ids[MISSING].items() if s != "source" for i in ids)
+    extra = found.of(DELETED)
+    stale = sorted(found.stale_ids)
+    uuids = _uuids(
+        conn,
+        v.schema,
+        v.load.name,
+        [*gone[: check.limit], *extra[: check.limit], *stale[: check.limit]],
+    )
+    kinds: list[tuple[str, list[Any], int]] = [
+        ("missing_in_target", [{"legacy_id": i, "mapped": False} for i in missing], len(missing)),
+        (
+            "missing_in_target",
+            [
+                {"legacy_id": i, "mapped": True, "uuid": uuids.get(i), "mapping": "no such row"}
+                for i in gone[: check.limit]
+            ],
+            len(gone),
+        ),
+        ("extra_in_target", [{"legacy_id": i, "uuid": uuids.get(i)} for i in extra], len(extra)),
+        (
+            "mapping_to_missing_row",
+            [{"legacy_id": i, "uuid": uuids.get(i)} for i in stale[: check.limit]],
+            len(stale),
+        ),
+    ]
+    for kind, samples, total in kinds:
+        findings.add_many(kind, samples[: check.limit], total)
+    created = found.created_in_target
+    findings.add_many("unmapped_target_row", [{"uuid": u} for u in created], len(created))
+    for legacy_id, held in v.duplicate_legacy_ids(v.load.name):
+        findings.add("duplicate_mapping", {"legacy_id": legacy_id, "uuids": held})
+    for uuid, holders in v.duplicate_uuids(v.load.name):
+        findings.add("duplicate_mapping", {"uuid": uuid, "mapped_from": holders})
+    mappings = _mapped_count(conn, v.schema, v.load.name)
+    source_rows = v.ws.source.count(v.load.source_table)
+    check.records_validated = found.compared
+    check.metadata.update(
+        {"source_rows": source_rows, "target_rows": _count(conn, side), "mappings": mappings}
+    )
+    check.criteria["method"] = "read off the data_integrity comparison of every row"
+    return check.finish()
+
+
+def _uuids(
+    conn: psycopg.Connection[Any], schema: str, entity: str, ids: list[int]
+) -> dict[int, str]:
+    """The UUIDs mapped from ``ids`` (samples only: a bounded number)."""
+    if not ids:
+        return {}
+    query = sql.SQL(
+        "SELECT legacy_id, uuid_id::text FROM {} WHERE entity_type = %s AND legacy_id = ANY(%s)"
+    ).format(mapping.table(schema))
+    out = {int(i): str(u) for i, u in conn.execute(query, (entity, ids))}
+    conn.commit()
+    return out
+
+
+def _mapped_count(conn: psycopg.Connection[Any], schema: str, entity: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM {} WHERE entity_type = %s").format(mapping.table(schema))
+    row = conn.execute(query, (entity,)).fetchone()
+    conn.commit()
+    return int(row[0]) if row else 0
 
 
 def _source_keys(v: EntityValidation, quarantined: set[str], check: Check) -> Iterator[int]:

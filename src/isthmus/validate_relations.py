@@ -25,14 +25,19 @@ from psycopg import sql
 
 from isthmus import mapping
 from isthmus.diff import DiffContext, EntityRun
-from isthmus.diff_classify import CONFLICTED, Found
-from isthmus.diff_detail import conflict_details
+from isthmus.diff_classify import CONFLICTED
+from isthmus.diff_detail import field_text
+from isthmus.diff_source import rows_by_ids
 from isthmus.target import reflect_table
 
 if TYPE_CHECKING:
+    from isthmus.diff_target import TargetSide
     from isthmus.loadplan import ColumnLoad, EntityLoad
     from isthmus.validate import EntityValidation
     from isthmus.validate_check import Check
+
+
+_CHUNK = 5_000
 
 
 def references(load: EntityLoad) -> list[ColumnLoad]:
@@ -141,33 +146,60 @@ def _target_orphans(v: EntityValidation, refs: list[ColumnLoad], check: Check) -
 def _translations(
     v: EntityValidation, refs: list[ColumnLoad], check: Check, *, exclude: set[int]
 ) -> int:
-    """Compare the references of every row with the source's; returns the rows looked at."""
+    """Compare the references of every row with the source's; returns the rows looked at.
+    When the run compared whole rows already, only the rows that differ are looked at again,
+    reference by reference; else the comparison is made on the key and the references."""
     load = v.load
-    restricted = replace(load, columns=(load.columns[0], *refs))
-    run = EntityRun(v.ws, v.conn, restricted, None, DiffContext(), cursor=False)
-    found = run.compare_every_row()
-    check.metadata["method"] = run.result.method
-    wrong = [i for i in found.of(CONFLICTED) if i not in exclude]
-    if wrong:
-        subset = Found()
-        subset.ids[CONFLICTED]["rows"] = wrong[: check.limit]
-        details = conflict_details(
-            v.ws.source, v.conn, restricted, run.side, subset, limit=check.limit
-        )
-        v.conn.commit()
-        samples: list[dict[str, Any]] = []
-        for c in details["conflicts"]:
-            for column, values in c["columns"].items():
-                samples.append(
-                    {
-                        "legacy_id": c["legacy_id"],
-                        "column": column,
-                        "source_parent": values["source"],
-                        "target_parent": values["target"],
-                    }
-                )
-        check.findings.add_many("wrong_parent", samples[: check.limit], len(wrong))
+    if v.comparison is not None:
+        run, found = v.comparison.run, v.comparison.found
+        check.metadata["method"] = f"{run.result.method} (the data_integrity comparison)"
+        wrong, samples = _differing_references(v, run.side, refs, found.of(CONFLICTED), exclude)
+    else:
+        restricted = replace(load, columns=(load.columns[0], *refs))
+        run = EntityRun(v.ws, v.conn, restricted, None, DiffContext(), cursor=False)
+        found = run.compare_every_row()
+        check.metadata["method"] = run.result.method
+        ids = [i for i in found.of(CONFLICTED) if i not in exclude]
+        wrong, samples = _differing_references(v, run.side, refs, ids, set())
+    check.findings.add_many("wrong_parent", samples[: check.limit], wrong)
     return found.compared
+
+
+def _differing_references(
+    v: EntityValidation, side: TargetSide, refs: list[ColumnLoad], ids: list[int], exclude: set[int]
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many of the rows ``ids`` (not in ``exclude``) have a reference that reads as
+    another legacy parent than the source's, and samples naming the column and both
+    parents; both versions are read in chunks (the cost follows the differing rows)."""
+    load = side.load
+    positions = [(c.source, load.columns.index(c), load.checksummed.index(c)) for c in refs]
+    wanted = [i for i in ids if i not in exclude]
+    wrong = 0
+    samples: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), _CHUNK):
+        part = wanted[start : start + _CHUNK]
+        source_rows = rows_by_ids(v.ws.source, load, part)
+        target_rows = side.fields_by_ids(v.conn, part)
+        v.conn.commit()
+        for legacy_id in part:
+            src, tgt = source_rows.get(legacy_id), target_rows.get(legacy_id)
+            if src is None or tgt is None:
+                continue  # changed again meanwhile, or on one side only (completeness)
+            differing = [(name, src[s], tgt[t]) for name, s, t in positions if src[s] != tgt[t]]
+            if not differing:
+                continue
+            wrong += 1
+            for name, a, b in differing:
+                if len(samples) < v.ws.config.validation.samples:
+                    samples.append(
+                        {
+                            "legacy_id": legacy_id,
+                            "column": name,
+                            "source_parent": field_text(a),
+                            "target_parent": field_text(b),
+                        }
+                    )
+    return wrong, samples
 
 
 def _plain(values: Any) -> Any:

@@ -306,9 +306,15 @@ class SourceDialect(abc.ABC):
         return None
 
     def segment_sums(
-        self, table: str, key: str, forms: Sequence[str], width: int
+        self,
+        table: str,
+        key: str,
+        forms: Sequence[str],
+        width: int,
+        span: tuple[int | None, int | None] | None = None,
     ) -> dict[int, tuple[int, int]]:
-        """(rows, sum of row hashes) per bucket of ``width`` keys, computed in the database."""
+        """(rows, sum of row hashes) per bucket of ``width`` keys, computed in the database;
+        ``span``: only the keys within these inclusive bounds (None: open)."""
         raise NotImplementedError(f"{self.capabilities.name}: no segment checksums")
 
     def keys_in_ranges(self, table: str, key: str, ranges: Sequence[tuple[int, int]]) -> list[int]:

@@ -136,10 +136,15 @@ class Source(MySQLWriting):
         return segment_sql.mysql_form(self.quote(column.name), column, target_kind, charset)
 
     def segment_sums(
-        self, table: str, key: str, forms: Sequence[str], width: int
+        self,
+        table: str,
+        key: str,
+        forms: Sequence[str],
+        width: int,
+        span: segment_sql.Span | None = None,
     ) -> dict[int, tuple[int, int]]:
         query = segment_sql.mysql_bucket_query(
-            self.relation(table), self.quote(key), list(forms), width
+            self.relation(table), self.quote(key), list(forms), width, span
         )
         rows = self._query(query, doing=f"checksumming segments of {table!r}")
         return {int(b): (int(n), int(total)) for b, n, total in rows}

@@ -175,14 +175,19 @@ class Source(PostgreSQLWriting):
         return segment_sql.pg_form(self.quote(column.name), column.kind, target_kind)
 
     def segment_sums(
-        self, table: str, key: str, forms: Sequence[str], width: int
+        self,
+        table: str,
+        key: str,
+        forms: Sequence[str],
+        width: int,
+        span: segment_sql.Span | None = None,
     ) -> dict[int, tuple[int, int]]:
         # buckets aggregated in memory, not sorted on disk; no JIT for a single pass
         self._query(
             "SELECT set_config('work_mem', '512MB', false), set_config('jit', 'off', false)"
         )
         query = segment_sql.pg_bucket_query(
-            self.relation(table), self.quote(key), list(forms), width
+            self.relation(table), self.quote(key), list(forms), width, span
         )
         rows = self._query(query, doing=f"checksumming segments of {table!r}")
         return {int(b): (int(n), int(total)) for b, n, total in rows}
