@@ -611,5 +611,25 @@ def worker(ctx: Context, concurrency: int, once: bool) -> None:
     run(ctx, lambda: commands.worker(ctx.config(), concurrency, once), output_worker.show_worker)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Let mutations through without a token (only on 127.0.0.1, localhost or ::1).",
+)
+@pass_ctx
+def serve(ctx: Context, host: str, port: int, no_auth: bool) -> None:
+    """HTTP API (OpenAPI at /docs) and Prometheus /metrics until Ctrl-C. POSTs need
+    'Authorization: Bearer $ISTHMUS_API_TOKEN'; without that variable it refuses to start
+    unless --no-auth on a loopback address."""
+    run(
+        ctx,
+        lambda: commands.serve(ctx.config(), host, port, no_auth),
+        lambda result: click.echo(f"isthmus: stopped serving on {result.host}:{result.port}"),
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from isthmus import (
     jobs,
@@ -41,6 +41,9 @@ from isthmus.target_ddl import SchemaResult, apply_target_ddl, derive_target_ddl
 from isthmus.validate import ValidationResult, run_validate
 from isthmus.worker import WorkerResult, run_worker
 from isthmus.workspace import Workspace
+
+if TYPE_CHECKING:  # the HTTP stack is imported only by `serve`
+    from isthmus.api.serve import ServeResult
 
 
 def init(config: Config) -> InitResult:
@@ -402,3 +405,14 @@ def worker(config: Config, concurrency: int = 1, once: bool = False) -> WorkerRe
     prune daily, until SIGINT/SIGTERM (runs in progress finish first); with ``once``, queue
     what is due, execute the queue until it is empty and return."""
     return run_worker(config, concurrency, once)
+
+
+def serve(
+    config: Config, host: str = "127.0.0.1", port: int = 8000, no_auth: bool = False
+) -> ServeResult:
+    """The HTTP API (and dashboard) until SIGINT/SIGTERM. Mutations need the bearer token
+    ``ISTHMUS_API_TOKEN``; without it the server refuses to start (exit 2) unless
+    ``no_auth`` and ``host`` is a loopback address."""
+    from isthmus.api.serve import run_server
+
+    return run_server(config, host, port, no_auth)
