@@ -508,28 +508,29 @@ def test_a_cursor_diff_finds_what_a_full_diff_finds(
 
 
 @pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
-def test_segments_compared_slice_by_slice_find_the_same(
+def test_segment_streams_merged_and_compared_in_small_batches(
     dialect: str,
     request: pytest.FixtureRequest,
     fresh_pg_url: DatabaseURL,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Slices of a few hundred rows (so every table of the demo is cut in several, and the
-    per-bucket sums held in memory stay bounded) find exactly what was planted."""
+    """Disagreeing buckets compared one at a time (memory follows the differences, and the
+    two bucket streams are merged while they flow) find exactly what was planted."""
     from isthmus import diff_segments
 
-    monkeypatch.setattr(diff_segments, "SLICE_ROWS", 150)
-    spans: list[Any] = []
-    compare_span = diff_segments._compare_span
+    monkeypatch.setattr(diff_segments, "DIRTY_BATCH", 1)
+    batches: list[int] = []
+    compare_rows = diff_segments._compare_rows
 
-    def counted(*args: Any) -> None:
-        spans.append(args[-1])
-        compare_span(*args)
+    def counted(run: Any, buckets: list[int], found: Any) -> None:
+        batches.append(len(buckets))
+        compare_rows(run, buckets, found)
 
-    monkeypatch.setattr(diff_segments, "_compare_span", counted)
+    monkeypatch.setattr(diff_segments, "_compare_rows", counted)
     setup = migrated(source_url(request, dialect), fresh_pg_url, tmp_path)
     assert_clean(setup, commands.diff(setup.config))
-    assert len(spans) > 2 * len(DEMO_ENTITIES) and (None, None) in spans  # small ones whole
+    assert batches == []
     planted = plant_everything(setup)
     check_found(setup, planted, commands.diff(setup.config, []), "segments")
+    assert len(batches) >= 4 and set(batches) == {1}

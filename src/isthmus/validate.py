@@ -156,41 +156,63 @@ class _Run:
         self.ws = ws
         self.conn = conn
 
+    def _has_constraint(self, name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+            " WHERE n.nspname = %s AND c.conname = %s",
+            (self.ws.state_schema, name),
+        ).fetchone()
+        self.conn.commit()
+        return bool(row and row[0])
+
     @cached_property
     def duplicate_legacy_ids(self) -> dict[str, list[tuple[int, list[str]]]]:
         """Legacy IDs mapped more than once, by entity; only looked for when the map's
         unique constraint on (entity_type, legacy_id) is missing (it makes them impossible)."""
-        schema = self.ws.state_schema
-        row = self.conn.execute(
-            "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
-            " WHERE n.nspname = %s AND c.conname = 'idx_legacy_mapping_entity_legacy'",
-            (schema,),
-        ).fetchone()
         out: dict[str, list[tuple[int, list[str]]]] = {}
-        if row is None or not row[0]:
-            query = sql.SQL(
-                "SELECT entity_type, legacy_id, array_agg(uuid_id::text ORDER BY uuid_id)"
-                " FROM {} GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 10000"
-            ).format(mapping.table(schema))
-            for entity, legacy_id, uuids in self.conn.execute(query):
-                out.setdefault(entity, []).append((int(legacy_id), list(uuids)))
+        if self._has_constraint("idx_legacy_mapping_entity_legacy"):
+            return out
+        query = sql.SQL(
+            "SELECT entity_type, legacy_id, array_agg(uuid_id::text ORDER BY uuid_id)"
+            " FROM {} GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 10000"
+        ).format(mapping.table(self.ws.state_schema))
+        for entity, legacy_id, uuids in self.conn.execute(query):
+            out.setdefault(entity, []).append((int(legacy_id), list(uuids)))
         self.conn.commit()
         return out
 
     @cached_property
     def duplicate_uuids(self) -> dict[str, list[tuple[str, list[str]]]]:
-        """UUIDs held by more than one mapping, by each entity holding them: one pass over
-        the map for the whole run (a UUID may be shared across entities)."""
+        """UUIDs held by more than one mapping, by each entity holding them, looked for where
+        they can be: everywhere when the map's unique constraint on (entity_type, uuid_id)
+        is missing, else among entities that share a target table (one target row for two
+        legacy rows); UUIDs equal in two different target tables name two different rows."""
+        where: sql.Composable = sql.SQL("")
+        if self._has_constraint("idx_legacy_mapping_entity_uuid"):
+            sharing = _sharing_a_table(self.ws)
+            if not sharing:
+                return {}
+            where = sql.SQL(" WHERE entity_type = ANY({})").format(sql.Literal(sharing))
         query = sql.SQL(
             "SELECT uuid_id::text, array_agg(entity_type || ':' || legacy_id ORDER BY"
-            " entity_type, legacy_id) FROM {} GROUP BY uuid_id HAVING count(*) > 1 LIMIT 10000"
-        ).format(mapping.table(self.ws.state_schema))
+            " entity_type, legacy_id) FROM {}{} GROUP BY uuid_id HAVING count(*) > 1"
+            " LIMIT 10000"
+        ).format(mapping.table(self.ws.state_schema), where)
         out: dict[str, list[tuple[str, list[str]]]] = {}
         for uuid, holders in self.conn.execute(query):
             for entity in {h.split(":", 1)[0] for h in holders}:
                 out.setdefault(entity, []).append((uuid, list(holders)))
         self.conn.commit()
         return out
+
+
+def _sharing_a_table(ws: Workspace) -> list[str]:
+    """UUID-keyed entities whose target table is another entity's too."""
+    by_table: dict[str, list[str]] = {}
+    for planned in ws.plan.entities:
+        if planned.entity.uuid_keyed:
+            by_table.setdefault(planned.entity.target_table, []).append(planned.name)
+    return sorted(name for names in by_table.values() if len(names) > 1 for name in names)
 
 
 def run_validate(
@@ -222,7 +244,12 @@ def run_validate(
         progress.start("validate", total, 0)
     try:
         target_session(conn)
+        # joins of the map with whole tables: hashed in memory rather than spilled to disk
+        conn.execute("SET work_mem = '256MB'")
+        conn.commit()
         shared = _Run(ws, conn)
+        if COMPLETENESS in wanted:  # once for the run, before any entity's clock starts
+            shared.duplicate_uuids  # noqa: B018
         for planned in selected:
             table = reflect_table(conn, ws.config.target.schema_, planned.entity.target_table)
             conn.commit()

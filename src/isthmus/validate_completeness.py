@@ -225,12 +225,13 @@ def _mappings(
 
 
 def _unmapped(conn: psycopg.Connection[Any], side: TargetSide, limit: int) -> tuple[int, list[str]]:
-    """How many target rows no mapping points at, and the first ``limit`` of their keys."""
+    """How many target rows no mapping points at, and the first ``limit`` of their keys: the
+    anti-join once, then counted and cut (a window over it would sort every row)."""
     gone = sql.SQL("") if side.gone is None else sql.SQL(" AND NOT {}").format(side.gone)
     query = sql.SQL(
-        "SELECT t.{k}::text, count(*) OVER () FROM {t} AS t WHERE NOT EXISTS (SELECT 1"
-        " FROM {m} AS m WHERE m.entity_type = {e} AND m.uuid_id = t.{k}){gone}"
-        " ORDER BY 1 LIMIT {n}"
+        "WITH u AS MATERIALIZED (SELECT t.{k} AS k FROM {t} AS t WHERE NOT EXISTS (SELECT 1"
+        " FROM {m} AS m WHERE m.entity_type = {e} AND m.uuid_id = t.{k}){gone})"
+        " SELECT (SELECT count(*) FROM u), ARRAY(SELECT k::text FROM u ORDER BY k LIMIT {n})"
     ).format(
         k=side.key,
         t=side.target,
@@ -239,9 +240,11 @@ def _unmapped(conn: psycopg.Connection[Any], side: TargetSide, limit: int) -> tu
         gone=gone,
         n=sql.Literal(limit),
     )
-    rows = conn.execute(query).fetchall()
+    row = conn.execute(query).fetchone()
     conn.commit()
-    return (int(rows[0][1]) if rows else 0), [str(r[0]) for r in rows]
+    if row is None:
+        return 0, []
+    return int(row[0]), [str(k) for k in row[1]]
 
 
 def _count(conn: psycopg.Connection[Any], side: TargetSide) -> int:

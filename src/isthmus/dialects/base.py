@@ -306,15 +306,10 @@ class SourceDialect(abc.ABC):
         return None
 
     def segment_sums(
-        self,
-        table: str,
-        key: str,
-        forms: Sequence[str],
-        width: int,
-        span: tuple[int | None, int | None] | None = None,
-    ) -> dict[int, tuple[int, int]]:
-        """(rows, sum of row hashes) per bucket of ``width`` keys, computed in the database;
-        ``span``: only the keys within these inclusive bounds (None: open)."""
+        self, table: str, key: str, forms: Sequence[str], width: int
+    ) -> Iterator[tuple[int, int, int]]:
+        """(bucket, rows, sum of row hashes) of each bucket of ``width`` keys, computed in the
+        database and streamed in bucket order (nothing of the size of the table held here)."""
         raise NotImplementedError(f"{self.capabilities.name}: no segment checksums")
 
     def keys_in_ranges(self, table: str, key: str, ranges: Sequence[tuple[int, int]]) -> list[int]:

@@ -23,7 +23,7 @@ batches must not be cut off by ``net_write_timeout``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 from isthmus.dialects import mysql_driver, mysql_reflect, mysql_text, segment_sql
@@ -136,18 +136,16 @@ class Source(MySQLWriting):
         return segment_sql.mysql_form(self.quote(column.name), column, target_kind, charset)
 
     def segment_sums(
-        self,
-        table: str,
-        key: str,
-        forms: Sequence[str],
-        width: int,
-        span: segment_sql.Span | None = None,
-    ) -> dict[int, tuple[int, int]]:
+        self, table: str, key: str, forms: Sequence[str], width: int
+    ) -> Iterator[tuple[int, int, int]]:
         query = segment_sql.mysql_bucket_query(
-            self.relation(table), self.quote(key), list(forms), width, span
+            self.relation(table), self.quote(key), list(forms), width
         )
-        rows = self._query(query, doing=f"checksumming segments of {table!r}")
-        return {int(b): (int(n), int(total)) for b, n, total in rows}
+        for batch in self._read(
+            query, [], _unchanged, 20_000, f"checksumming segments of {table!r}"
+        ):
+            for b, n, total in batch:
+                yield int(b), int(n), int(total)
 
     def close(self) -> None:
         self._drop()

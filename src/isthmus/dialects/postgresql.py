@@ -14,7 +14,7 @@ parent does not repeat its children's rows (they are reported as tables of their
 from __future__ import annotations
 
 import itertools
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -175,22 +175,21 @@ class Source(PostgreSQLWriting):
         return segment_sql.pg_form(self.quote(column.name), column.kind, target_kind)
 
     def segment_sums(
-        self,
-        table: str,
-        key: str,
-        forms: Sequence[str],
-        width: int,
-        span: segment_sql.Span | None = None,
-    ) -> dict[int, tuple[int, int]]:
-        # buckets aggregated in memory, not sorted on disk; no JIT for a single pass
-        self._query(
-            "SELECT set_config('work_mem', '512MB', false), set_config('jit', 'off', false)"
-        )
+        self, table: str, key: str, forms: Sequence[str], width: int
+    ) -> Iterator[tuple[int, int, int]]:
         query = segment_sql.pg_bucket_query(
-            self.relation(table), self.quote(key), list(forms), width, span
+            self.relation(table), self.quote(key), list(forms), width
         )
-        rows = self._query(query, doing=f"checksumming segments of {table!r}")
-        return {int(b): (int(n), int(total)) for b, n, total in rows}
+        # buckets aggregated in memory, not sorted on disk; no JIT for a single pass
+        prelude = (
+            "SET LOCAL work_mem = '512MB'",
+            "SET LOCAL jit = off",
+            "SET LOCAL cursor_tuple_fraction = 1.0",  # every bucket is read
+        )
+        doing = f"checksumming segments of {table!r}"
+        for batch in self._read(query, [], 20_000, doing, prelude=prelude):
+            for b, n, total in batch:
+                yield int(b), int(n), int(total)
 
     def close(self) -> None:
         self._drop()
@@ -261,10 +260,18 @@ class Source(PostgreSQLWriting):
         return self._read(sql, params, batch_size, f"reading table {table!r}")
 
     def _read(
-        self, sql: str, params: list[Any], batch_size: int, doing: str
+        self,
+        sql: str,
+        params: list[Any],
+        batch_size: int,
+        doing: str,
+        *,
+        prelude: Sequence[str] = (),
     ) -> Generator[list[Row], None, None]:
         conn = self._open(streaming=True)
         try:
+            for statement in prelude:  # settings of this read's transaction
+                conn.execute(statement)
             cur = conn.cursor(name=f"isthmus_stream_{next(_cursor_names)}")
             cur.itersize = batch_size
             cur.execute(sql, params)

@@ -47,25 +47,8 @@ def mysql_form(
     return f"COALESCE({form}, CHAR({NULL_MARK}))" if column.nullable else form
 
 
-Span = tuple[int | None, int | None]  # inclusive key bounds of a slice, None: open
-
-
-def span_condition(key: str, span: Span | None) -> str:
-    """`` AND`` the bounds of ``span`` on ``key`` (integers only; empty for the whole table)."""
-    if span is None:
-        return ""
-    lo, hi = span
-    out = ""
-    if lo is not None:
-        out += f" AND {key} >= {int(lo)}"
-    if hi is not None:
-        out += f" AND {key} <= {int(hi)}"
-    return out
-
-
-def mysql_bucket_query(
-    relation: str, key: str, forms: list[str], width: int, span: Span | None = None
-) -> str:
+def mysql_bucket_query(relation: str, key: str, forms: list[str], width: int) -> str:
+    """(bucket, rows, sum of row hashes) per bucket, in bucket order (a stream to merge)."""
     row = ", ".join(forms) or "''"  # each form carries its own NULL mark
     hashed = (
         f"CAST(CONV(SUBSTRING(MD5(CONCAT_WS(CHAR({SEPARATOR}), {row})), 1, 15), 16, 10)"
@@ -73,7 +56,7 @@ def mysql_bucket_query(
     )
     return (
         f"SELECT {key} DIV {int(width)}, COUNT(*), SUM({hashed}) FROM {relation}"  # noqa: S608
-        f" WHERE {key} IS NOT NULL{span_condition(key, span)} GROUP BY 1"
+        f" WHERE {key} IS NOT NULL GROUP BY 1 ORDER BY 1"
     )
 
 
@@ -113,10 +96,9 @@ def pg_row_hash(forms: list[str], flavor: str | None = "postgresql") -> str:
     return f"('x' || substr(md5({joined}), 1, 15))::bit(60)::bigint"
 
 
-def pg_bucket_query(
-    relation: str, key: str, forms: list[str], width: int, span: Span | None = None
-) -> str:
+def pg_bucket_query(relation: str, key: str, forms: list[str], width: int) -> str:
+    """(bucket, rows, sum of row hashes) per bucket, in bucket order (a stream to merge)."""
     return (
         f"SELECT {key} / {int(width)}, count(*), sum({pg_row_hash(forms)}) FROM {relation}"  # noqa: S608
-        f" WHERE {key} IS NOT NULL{span_condition(key, span)} GROUP BY 1"
+        f" WHERE {key} IS NOT NULL GROUP BY 1 ORDER BY 1"
     )
