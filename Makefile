@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser demo test lint typecheck check bench clean
+.PHONY: venv browser demo test chaos lint typecheck check bench clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ demo: venv
 # (see isthmus/dialects/mysql_driver.py) and its tests run rather than skip.
 test: venv browser
 	$(BIN)/python -c 'import isthmus, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' -q $(PYTEST_ARGS)
+
+# The reliability trials of docs/reliability.md at full size (the smoke size runs in `make test`).
+chaos: venv browser
+	ISTHMUS_CHAOS_FULL=1 $(BIN)/python -c 'import isthmus, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' -q tests/chaos $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests bench

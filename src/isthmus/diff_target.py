@@ -170,10 +170,24 @@ class TargetSide:
 
     def unmapped(self, conn: psycopg.Connection[Any]) -> list[str]:
         """Keys of the target rows (not soft-deleted) that no mapping points at."""
-        gone = sql.SQL("") if self.gone is None else sql.SQL(" AND NOT {}").format(self.gone)
+        query = sql.SQL("SELECT k::text FROM ({}) AS u ORDER BY 1").format(self._unmapped())
+        return [str(r[0]) for r in conn.execute(query).fetchall()]
+
+    def count_unmapped(self, conn: psycopg.Connection[Any], limit: int) -> tuple[int, list[str]]:
+        """How many target rows no mapping points at, and the first ``limit`` of their keys:
+        the anti-join once, then counted and cut (a window over it would sort every row)."""
         query = sql.SQL(
-            "SELECT t.{k}::text FROM {t} AS t WHERE NOT EXISTS (SELECT 1 FROM {m} AS m"
-            " WHERE m.entity_type = {e} AND m.uuid_id = t.{k}){gone} ORDER BY 1"
+            "WITH u AS MATERIALIZED ({}) SELECT (SELECT count(*) FROM u),"
+            " ARRAY(SELECT k::text FROM u ORDER BY k LIMIT {})"
+        ).format(self._unmapped(), sql.Literal(limit))
+        row = conn.execute(query).fetchone()
+        return (int(row[0]), [str(k) for k in row[1]]) if row else (0, [])
+
+    def _unmapped(self) -> sql.Composable:
+        gone = sql.SQL("") if self.gone is None else sql.SQL(" AND NOT {}").format(self.gone)
+        return sql.SQL(
+            "SELECT t.{k} AS k FROM {t} AS t WHERE NOT EXISTS (SELECT 1 FROM {m} AS m"
+            " WHERE m.entity_type = {e} AND m.uuid_id = t.{k}){gone}"
         ).format(
             k=self.key,
             t=self.target,
@@ -181,7 +195,6 @@ class TargetSide:
             e=sql.Literal(self.load.name),
             gone=gone,
         )
-        return [str(r[0]) for r in conn.execute(query).fetchall()]
 
 
 def _type(load: EntityLoad, column: str) -> str:

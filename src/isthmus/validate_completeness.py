@@ -94,7 +94,8 @@ def check_completeness(v: EntityValidation, check: Check) -> Check:
         s = next(src, None)
         m = next(mpd, None)
     conn.commit()
-    unmapped, samples = _unmapped(conn, side, check.limit)
+    unmapped, samples = side.count_unmapped(conn, check.limit)
+    conn.commit()
     findings.add_many("unmapped_target_row", [{"uuid": u} for u in samples], unmapped)
     for uuid, holders in v.duplicate_uuids(load.name):
         findings.add("duplicate_mapping", {"uuid": uuid, "mapped_from": holders})
@@ -222,29 +223,6 @@ def _mappings(
         for line in copy_lines(copy):
             legacy_id, uuid, exists = line.split(b"\t")
             yield int(legacy_id), uuid.decode(), exists == b"t"
-
-
-def _unmapped(conn: psycopg.Connection[Any], side: TargetSide, limit: int) -> tuple[int, list[str]]:
-    """How many target rows no mapping points at, and the first ``limit`` of their keys: the
-    anti-join once, then counted and cut (a window over it would sort every row)."""
-    gone = sql.SQL("") if side.gone is None else sql.SQL(" AND NOT {}").format(side.gone)
-    query = sql.SQL(
-        "WITH u AS MATERIALIZED (SELECT t.{k} AS k FROM {t} AS t WHERE NOT EXISTS (SELECT 1"
-        " FROM {m} AS m WHERE m.entity_type = {e} AND m.uuid_id = t.{k}){gone})"
-        " SELECT (SELECT count(*) FROM u), ARRAY(SELECT k::text FROM u ORDER BY k LIMIT {n})"
-    ).format(
-        k=side.key,
-        t=side.target,
-        m=mapping.table(side.state_schema),
-        e=sql.Literal(side.load.name),
-        gone=gone,
-        n=sql.Literal(limit),
-    )
-    row = conn.execute(query).fetchone()
-    conn.commit()
-    if row is None:
-        return 0, []
-    return int(row[0]), [str(k) for k in row[1]]
 
 
 def _count(conn: psycopg.Connection[Any], side: TargetSide) -> int:

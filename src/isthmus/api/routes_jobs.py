@@ -162,8 +162,7 @@ def router(auth: Sequence[DependsParam]) -> APIRouter:
     )
     def pause_job(state: State, name: JobName) -> Job:
         """running → paused: its run stops at the next batch boundary."""
-        with state.workspace() as ws:
-            return Job.model_validate(jobs.set_status(ws, name, JobStatus.PAUSED))
+        return _move(state, name, JobStatus.PAUSED)
 
     @r.post(
         "/jobs/{name}/cancel",
@@ -174,8 +173,7 @@ def router(auth: Sequence[DependsParam]) -> APIRouter:
     )
     def cancel_job(state: State, name: JobName) -> Job:
         """running → cancelled: its run stops at the next batch boundary, for good."""
-        with state.workspace() as ws:
-            return Job.model_validate(jobs.set_status(ws, name, JobStatus.CANCELLED))
+        return _move(state, name, JobStatus.CANCELLED)
 
     @r.get("/tasks", tags=["tasks"], response_model=list[Task])
     def list_tasks(state: State) -> list[Task]:
@@ -193,3 +191,9 @@ def router(auth: Sequence[DependsParam]) -> APIRouter:
 
 def _task_or_none(view: dict[str, object] | None) -> Task | None:
     return None if view is None else Task.model_validate(view)
+
+
+def _move(state: ApiState, name: str, status: JobStatus) -> Job:
+    """The job ``name`` moved to ``status`` (the state machine refuses illegal moves)."""
+    with state.workspace() as ws:
+        return Job.model_validate(jobs.set_status(ws, name, status))
