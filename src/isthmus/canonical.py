@@ -148,7 +148,7 @@ def _text(field: Field) -> str:
 def _escaped(text: str) -> Field:
     from isthmus.copytext import escape
 
-    return escape(text.encode("utf-8", "surrogateescape"))
+    return escape(text.encode("utf-8"))  # a lone surrogate raises (UnicodeEncodeError)
 
 
 def norm_integer(field: Field) -> Field:
@@ -158,9 +158,20 @@ def norm_integer(field: Field) -> Field:
         value = Decimal(_text(field).strip())
     except InvalidOperation:
         return field  # not a number: the target will refuse it, and say so
-    if value.is_finite() and value == value.to_integral_value():
+    # (not int() of 1e999999999: no integer column holds it, and it would take forever)
+    if value.is_finite() and value.adjusted() < 4_000 and value == value.to_integral_value():
         return b"%d" % int(value)
     return field
+
+
+# PostgreSQL's numeric holds up to 131072 digits before the point and 16383 after it.
+_NUMERIC_BEFORE, _NUMERIC_AFTER = 131_072, 16_383
+
+
+def _beyond_numeric(value: Decimal) -> bool:
+    """Past what numeric holds: no target column can take it, and its plain form could be
+    huge (``1e999999999`` is a billion digits), so it keeps an exponent."""
+    return value.adjusted() >= _NUMERIC_BEFORE or int(value.as_tuple().exponent) < -_NUMERIC_AFTER
 
 
 def _decimal_text(value: Decimal) -> Field:
@@ -168,6 +179,13 @@ def _decimal_text(value: Decimal) -> Field:
         return b"NaN"
     if value.is_infinite():
         return b"-Infinity" if value < 0 else b"Infinity"
+    if value.is_zero():
+        return b"0"
+    if _beyond_numeric(value):  # digits without trailing zeros, and the exponent: one spelling
+        sign, digits, exponent = value.as_tuple()
+        text = "".join(map(str, digits))
+        kept = text.rstrip("0")
+        return f"{'-' if sign else ''}{kept}E{int(exponent) + len(text) - len(kept)}".encode()
     return _strip_zeros(format(value, "f").encode())
 
 
@@ -283,7 +301,7 @@ def norm_date(field: Field) -> Field:
     if field == NULL or (len(field) == 10 and _DATE.fullmatch(field)):
         return field
     text = _text(field).strip()
-    if _DATE.match(text.encode()):
+    if _DATE.match(text.encode("utf-8", "surrogateescape")):  # (bytes that are not UTF-8 too)
         try:
             return datetime.fromisoformat(text).date().isoformat().encode()
         except ValueError:
@@ -330,6 +348,8 @@ def _jsonb_dump(value: Any) -> str:
 def _decimal_json(value: Decimal) -> str:
     # jsonb keeps a number's scale as written (1.0 stays 1.0) but drops an exponent
     # (1E+28 prints all its digits; quantize would overflow the context) and a zero's sign.
+    if value.is_finite() and _beyond_numeric(value):  # jsonb refuses it: kept short
+        return str(value)
     return format(value.copy_abs() if value.is_zero() else value, "f")
 
 
@@ -338,9 +358,9 @@ def norm_json(field: Field) -> Field:
         return field
     try:
         value = json.loads(_text(field), parse_float=Decimal)
-    except ValueError:
+        return _escaped(_jsonb_dump(value))
+    except ValueError:  # not JSON, or a lone surrogate ("\ud800"): jsonb refuses it as it is
         return field
-    return _escaped(_jsonb_dump(value))
 
 
 def identity(field: Field) -> Field:

@@ -256,11 +256,13 @@ def prune(config: Config, days: int | None = None, dry_run: bool = False) -> Pru
 
 
 def mappings_import(config: Config, file: str | Path) -> mapping_io.ImportResult:
-    """Import a CSV of ``entity_type,legacy_id,uuid_id``: all of it or, on any bad row, none of it."""
+    """Import a CSV of ``entity_type,legacy_id,uuid_id``: all of it or, on any bad row, none of it.
+    A line naming no entity of the plan is a bad line (a mapping no run would ever use)."""
     with Workspace(config) as ws:
         require_current(ws.engine, ws.state_schema)
+        tables = {p.name: (p.entity.source_table, p.entity.target_table) for p in ws.plan.entities}
         with ws.connect_target() as conn:
-            return mapping_io.import_mappings(conn, ws.state_schema, file)
+            return mapping_io.import_mappings(conn, ws.state_schema, file, entity_tables=tables)
 
 
 def mappings_export(

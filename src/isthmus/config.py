@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, one_line
 from isthmus.urls import DatabaseURL, mask_secrets, parse_url
 
 DEFAULT_CONFIG = "isthmus.toml"
@@ -55,6 +55,11 @@ class MigrationConfig(_Strict):
     # a differential_migration job run by workers splits entities of at least twice this
     # many rows into chunks of about this many, which the workers take in parallel
     chunk_rows: int = Field(250_000, ge=1_000)
+    # a transient database error (a dropped connection, a restarted server, a deadlock, a
+    # timeout, a full disk) is retried this many times, after retry_delay seconds, doubling
+    # each time up to 10 s (addition)
+    retries: int = Field(5, ge=0, le=1_000)
+    retry_delay: float = Field(0.5, gt=0, le=60)
 
 
 class DiffConfig(_Strict):
@@ -150,6 +155,13 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def config_from_dict(
     raw: dict[str, Any], *, where: str = "config", path: Path | None = None
 ) -> Config:
+    try:
+        return _config_from_dict(raw, where=where, path=path)
+    except ConfigError as exc:  # keys and values quoted in it may hold line breaks
+        raise ConfigError(one_line(str(exc))) from None
+
+
+def _config_from_dict(raw: dict[str, Any], *, where: str, path: Path | None) -> Config:
     expanded = _expand(raw, where=where, trail=())
     try:
         config = Config.model_validate({**expanded, "path": path})

@@ -157,7 +157,8 @@ def to_copy_text(value: object) -> bytes:
         return b"%d" % value
     if isinstance(value, float):
         return float_text(value)
-    return escape(_text(value).encode("utf-8"))
+    # (surrogateescape: a text read with its bytes kept, as SQLite's non-UTF-8 text is)
+    return escape(_text(value).encode("utf-8", "surrogateescape"))
 
 
 def copy_lines(copy: Iterable[Any]) -> Iterator[bytes]:

@@ -19,6 +19,7 @@ Whatever the method, the verdict on a row comes from the canonical checksums of
 from __future__ import annotations
 
 import time
+import uuid as uuid_mod
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from isthmus.target import reflect_table
 from isthmus.workspace import Workspace
 
 COMMAND = "diff"
+_RUN_LOCK_CLASS = 0x15_7A_09  # advisory lock class of "a comparison run, alive"
 REVIEW_KEY = "review"  # metadata of a differential parked for a person (isthmus.review)
 
 
@@ -124,6 +126,8 @@ def run_diff(
     conn = ws.connect_target()
     try:
         target_session(conn)
+        owner = _hold_run_lock(conn)
+        _fail_dead_runs(ws, conn, context or DiffContext(), owner)
         runs = []
         for planned in selected:
             entity = planned.entity
@@ -131,6 +135,7 @@ def run_diff(
             conn.commit()
             load = build_load(planned, table, ws.plan, ws.source.capabilities)
             runs.append(EntityRun(ws, conn, load, progress, context or DiffContext()))
+            runs[-1].owner = owner
         cursor_runs = [r for r in runs if r.previous is not None]
         pending = diff_cursor.prefetch_deletes(ws, [r.load for r in cursor_runs])
         for r in cursor_runs:
@@ -139,6 +144,52 @@ def run_diff(
     finally:
         conn.close()
     return DiffResult(results, time.perf_counter() - started, ws.source.take_warnings())
+
+
+def _hold_run_lock(conn: psycopg.Connection[Any]) -> str:
+    """This run's owner token, its advisory lock held by ``conn`` until the run ends (the
+    process dying drops it): the checkpoints it creates name it."""
+    owner = uuid_mod.uuid4().hex
+    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_RUN_LOCK_CLASS, owner))
+    conn.commit()
+    return owner
+
+
+def _fail_dead_runs(
+    ws: Workspace, conn: psycopg.Connection[Any], context: DiffContext, owner: str
+) -> None:
+    """Checkpoints of ``isthmus diff`` left in progress by a process that died (their
+    owner's lock is free): failed, so that none stays in progress for ever. A job's run
+    fails those of its dead predecessor itself (:func:`isthmus.sync._start`)."""
+    if context.job_id is not None:
+        return
+    query = sql.SQL(
+        "SELECT id, metadata->>'owner' FROM {} WHERE status = 'in_progress'"
+        " AND operation_type = %s AND job_id IS NULL AND metadata->>'command' = %s"
+    ).format(sql.Identifier(ws.state_schema, "migration_checkpoints"))
+    found = conn.execute(query, (str(context.operation), context.command)).fetchall()
+    conn.commit()
+    store = StateStore(ws.state_schema)
+    for checkpoint_id, held_by in found:
+        if held_by == owner:
+            continue
+        if held_by is not None:  # (none: left by an isthmus that named no owner)
+            key = (_RUN_LOCK_CLASS, held_by)
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
+            alive = not (row and row[0])
+            if not alive:
+                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+            conn.commit()
+            if alive:
+                continue
+        with ws.engine.begin() as sa:
+            if store.get_checkpoint(sa, checkpoint_id).status == CheckpointStatus.IN_PROGRESS:
+                store.set_checkpoint_status(
+                    sa,
+                    checkpoint_id,
+                    CheckpointStatus.FAILED,
+                    "interrupted: the diff comparing it stopped without finishing",
+                )
 
 
 class EntityRun:
@@ -166,6 +217,7 @@ class EntityRun:
         self.side = TargetSide(load, ws.state_schema, gone_condition(load))
         self.previous = diff_cursor.previous_marks(self) if load.uuid_keyed and cursor else None
         self.prefetched_deletes: Future[set[int]] | None = None
+        self.owner: str | None = None  # run_diff's owner token (see _hold_run_lock)
 
     def run(self) -> EntityDiff:
         started = time.perf_counter()
@@ -188,6 +240,7 @@ class EntityRun:
                     "source_table": load.source_table,
                     "target_table": self.result.target_table,
                     "cursor": marks,
+                    **({"owner": self.owner} if self.owner else {}),
                 },
             )
             self.store.set_checkpoint_status(sa, checkpoint.id, CheckpointStatus.IN_PROGRESS)

@@ -98,6 +98,13 @@ def _resolve_one(
         raise ConfigError(f"{here}.exclude: the key column {key!r} cannot be excluded")
     renames = _renames(spec, table, here)
     columns = {c: renames.get(c, c) for c in table.column_names if c not in spec.exclude}
+    if key and spec.target_key:  # the key's target column is target_key (the DDL names it so)
+        if renames.get(key, spec.target_key) != spec.target_key:
+            raise ConfigError(
+                f"{here}.target_key = {spec.target_key!r}: the key {key!r} is renamed to "
+                f"{renames[key]!r} in columns"
+            )
+        columns[key] = spec.target_key
     _check_unique_targets(columns, here)
 
     references = _references(spec, table, table_owner, here, notes)

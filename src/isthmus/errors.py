@@ -6,6 +6,17 @@ Exit codes (the contract): 0 done, 1 validation failed or differences remain,
 
 from __future__ import annotations
 
+import re
+
+# What str.splitlines() splits on: a message holding one of these would be cut short.
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped (``\\n``): a message quoting a name or value
+    that holds one (a config key ``"a\\nb"``) stays one line, all of it shown."""
+    return _LINE_BREAKS.sub(lambda m: ascii(m[0])[1:-1], text)
+
 
 def first_line(exc: BaseException) -> str:
     """What an error says, on one line (its type's name when it says nothing)."""

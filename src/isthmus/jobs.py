@@ -36,7 +36,12 @@ def parse_cron(expression: str) -> dict[str, Any]:
             "month day-of-week, e.g. '*/15 * * * *'; a sixth is seconds, e.g. "
             "'* * * * * */30')"
         )
-    return {"cron": text, "timezone": "UTC"}
+    schedule = {"cron": text, "timezone": "UTC"}
+    try:  # a well-formed schedule may still never come ('0 0 30 2 *': February 30th)
+        next_run(schedule, datetime.now(UTC))
+    except ValueError as exc:  # croniter's CroniterBadDateError
+        raise UsageError(f"cron expression {expression!r} never matches a date ({exc})") from None
+    return schedule
 
 
 def next_run(schedule_config: dict[str, Any] | None, after: datetime) -> datetime | None:

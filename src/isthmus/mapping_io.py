@@ -212,6 +212,8 @@ def _read_csv(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def _parse_legacy_id(text: str) -> int | None:
+    if not text.isascii() or "_" in text:  # int() takes "1_000" and "١٢" too: not integers here
+        return None
     try:
         value = int(text)
     except ValueError:

@@ -13,25 +13,35 @@ row exists (``references.py``); deferred indexes and constraints go in at the en
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
 
 from isthmus import quarantine, references
 from isthmus.batch_writer import BatchWriter, Outcome
-from isthmus.errors import IsthmusError, TransientDatabaseError, UsageError, first_line
+from isthmus.dialects.pgconn import translate, translated
+from isthmus.errors import (
+    DatabaseError,
+    IsthmusError,
+    TransientDatabaseError,
+    UsageError,
+    first_line,
+)
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.mapping_cache import MappingCache
 from isthmus.pipeline import Pipeline, Turn
+from isthmus.retry import with_retries
 from isthmus.state.enums import CheckpointStatus, OperationType
 from isthmus.state.models import MigrationCheckpoint
 from isthmus.state.schema import require_current
@@ -42,8 +52,8 @@ from isthmus.uuids import make_generator
 from isthmus.workspace import Workspace
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-_RETRIES = 5
 _LANES = 2  # connections writing batches at once
 _UNFINISHED = {CheckpointStatus.IN_PROGRESS, CheckpointStatus.PAUSED, CheckpointStatus.FAILED}
 
@@ -60,6 +70,17 @@ def try_lock(conn: psycopg.Connection[Any], key: tuple[int, str]) -> bool:
     """Take the session advisory lock ``key`` on ``conn`` if nobody holds it."""
     row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
     return bool(row and row[0])
+
+
+def database_error(exc: BaseException) -> DatabaseError | None:
+    """``exc`` as an isthmus database error (transient or terminal) when it is one: psycopg's
+    and SQLAlchemy's own errors are translated (a dropped connection is transient)."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if isinstance(orig, psycopg.Error):
+        return translate(orig)
+    return None
 
 
 class MigrationInterrupted(IsthmusError):
@@ -158,6 +179,12 @@ def target_session(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
+def synchronous(conn: psycopg.Connection[Any]) -> None:
+    """Commits on ``conn`` are durable when they return again (``synchronous_commit``)."""
+    conn.execute("SET synchronous_commit = on")
+    conn.commit()
+
+
 def run_migration(
     ws: Workspace,
     entities: Sequence[str] | None = None,
@@ -165,43 +192,70 @@ def run_migration(
     progress: Progress | None = None,
 ) -> MigrationResult:
     config = ws.config
-    require_current(ws.engine, ws.state_schema)
     plan = ws.plan
     selected = plan.select(entities)
     size = batch_size or config.migration.batch_size
     started = time.perf_counter()
-    conn = ws.connect_target()
-    run: _Run | None = None
+
+    def start() -> _Run:
+        require_current(ws.engine, ws.state_schema)
+        conn = ws.connect_target()
+        try:
+            with translated():
+                target_session(conn)
+            return _Run(ws, conn, size, progress)
+        except BaseException:
+            conn.close()
+            raise
+
+    retries = config.migration
+    run = with_retries(
+        start,
+        attempts=retries.retries + 1,
+        first_delay=retries.retry_delay,
+        what="connecting to the target",
+    )
+    conn = run.conn
+    # Every step below is safe to run again: a transient fault (a dropped connection, a
+    # restarted server, a deadlock, a timeout) is retried by ``run.retrying`` with backoff.
     try:
-        target_session(conn)
-        loads = [
-            build_load(
-                p,
-                reflect_table(conn, config.target.schema_, p.entity.target_table),
-                plan,
-                ws.source.capabilities,
-            )
-            for p in selected
-        ]
-        conn.commit()
-        run = _Run(ws, conn, size, progress)
-        run.check_parents(loads)
+
+        def read_loads() -> list[EntityLoad]:
+            schema = config.target.schema_
+            caps = ws.source.capabilities
+            tables = [reflect_table(run.conn, schema, p.entity.target_table) for p in selected]
+            run.conn.commit()
+            return [build_load(p, t, plan, caps) for p, t in zip(selected, tables, strict=True)]
+
+        loads = run.retrying(read_loads, "reading the target tables")
+        run.retrying(lambda: run.check_parents(loads), "reading the checkpoints")
         # Only an entity something points at needs its new mappings cached.
         run.referenced = {
             p.entity.references[c] for p in plan.entities for c in p.entity.references
         }
         results = [run.entity(load) for load in loads]
+        # what follows commits rarely: durably, as a crash would otherwise forget it unseen
+        run.durable = True
+        run.retrying(lambda: synchronous(run.conn), "setting up the session")
         for load, result in zip(loads, results, strict=True):
             if load.deferred:
-                result.references_updated = references.link(run, load, result.outcome)
-        pending = run.apply_pending_ddl()
-        run.analyze([load for load, r in zip(loads, results, strict=True) if r.outcome.inserted])
+                result.references_updated = run.retrying(
+                    functools.partial(references.link, run, load, result.outcome),
+                    f"setting the deferred references of {load.name}",
+                )
+        pending = run.retrying(run.apply_pending_ddl, "applying the deferred keys and indexes")
+        grown = [load for load, r in zip(loads, results, strict=True) if r.outcome.inserted]
         warnings = ws.source.take_warnings()
-        open_count = run.open_quarantine([load.name for load in loads])
+        try:  # planner statistics help later runs; their lack loses nothing
+            run.retrying(lambda: run.analyze(grown), "analyzing the loaded tables")
+        except DatabaseError as exc:
+            log.warning("statistics not refreshed: %s", exc)
+            warnings.append(f"statistics not refreshed: {exc}")
+        names = [load.name for load in loads]
+        open_count = run.retrying(lambda: run.open_quarantine(names), "counting quarantined rows")
     finally:
         conn.close()
-        if run is not None:
-            run.close()
+        run.close()
     return MigrationResult(results, time.perf_counter() - started, warnings, pending, open_count)
 
 
@@ -226,11 +280,16 @@ class _Run:
         self.read_conn = ws.connect_target(autocommit=True)
         self.writers: list[psycopg.Connection[Any]] = []  # the writing lanes besides ``conn``
         self.lock_conn: psycopg.Connection[Any] | None = None
+        self.locked: EntityLoad | None = None  # the entity whose lock ``lock_conn`` holds
+        self.pass_end: tuple[int, str | None] = (0, None)  # where the last pass committed up to
+        self.durable = False  # commit synchronously (the steps after the entities' passes)
         self.referenced: set[str] = set()
         self.known: set[str] = set()  # entities whose mappings the planner knows of
         migration = ws.config.migration
         self.generator = make_generator(migration.uuid, migration.uuid_namespace)
         self.on_orphan = migration.on_orphan
+        self.retries = migration.retries
+        self.retry_delay = migration.retry_delay
 
     def check_parents(self, loads: Sequence[EntityLoad]) -> None:
         """Refuse to migrate a child whose parent entity was never migrated: every one of its
@@ -258,6 +317,45 @@ class _Run:
         for conn in [self.read_conn, self.conn, *self.writers, self.lock_conn]:
             if conn is not None:
                 conn.close()
+
+    def retrying(self, operation: Callable[[], T], what: str) -> T:
+        """Run ``operation`` (a step that is safe to run again); on a transient database
+        error wait with backoff, drop the connections the fault may have broken, and run it
+        again on new ones, up to ``[migration] retries`` times. Any other database error leaves as a
+        clear isthmus error."""
+        attempts = 0
+        while True:
+            try:
+                if attempts:
+                    self._heal()
+                return operation()
+            except Exception as exc:
+                error = database_error(exc)
+                if not isinstance(error, TransientDatabaseError):
+                    if error is None or error is exc:
+                        raise
+                    raise error from exc
+                attempts += 1
+                self._recover(error, attempts, what)
+
+    def _heal(self) -> None:
+        """Before an attempt that follows a fault: new connections for those ``_recover``
+        closed, and the entity's lock taken again if its session was lost."""
+        if self.conn.closed:
+            conn = self.ws.connect_target()
+            target_session(conn)
+            if self.durable:
+                synchronous(conn)
+            self.conn = conn
+        if self.read_conn.closed:
+            self.read_conn = self.ws.connect_target(autocommit=True)
+        if self.locked is not None and not alive(self.lock_conn):
+            if self.lock_conn is not None:
+                self.lock_conn.close()
+            log.warning(
+                "the lock of entity %s was lost with its session: taking it again", self.locked.name
+            )
+            self._lock(self.locked)
 
     def resolve(self, parent: str, ids: Sequence[int]) -> dict[int, bytes]:
         """Parents' UUIDs for the reading thread: its own connection (the writer thread owns
@@ -333,20 +431,24 @@ class _Run:
             load.name, load.source_table, f"{load.target.schema}.{load.target.name}"
         )
         started = time.perf_counter()
-        self._lock(load)
+        self.retrying(lambda: self._lock(load), f"taking the lock of entity {load.name}")
+        self.locked = load
         try:
-            checkpoint, resumed = self._checkpoint(load)
+            checkpoint, resumed = self.retrying(
+                lambda: self._checkpoint(load), f"reading the checkpoint of {load.name}"
+            )
             result.checkpoint_id = checkpoint.id
             result.resumed_after = checkpoint.last_processed_id if resumed else None
             try:
                 self._pass(load, checkpoint, result)
+                self._complete(load, checkpoint.id, result)
             except KeyboardInterrupt:
                 self._interrupted(checkpoint.id, load)
             except Exception as exc:
                 self._failed(checkpoint.id, exc)
                 raise
-            self._set_status(checkpoint.id, CheckpointStatus.COMPLETED)
         finally:
+            self.locked = None
             self._unlock(load)
             result.seconds = time.perf_counter() - started
             if self.progress:
@@ -363,37 +465,15 @@ class _Run:
         if self.progress:
             self.progress.start(load.name, total, processed)
         attempts = 0
+        committed = result.rows_read  # rows committed when the last fault came
         while True:
-            lanes = self._lanes(load, fresh)
-
-            def write(
-                job: tuple[Batch, str, int], lane: int, turn: Turn, lanes: Lanes = lanes
-            ) -> None:
-                batch, last_key, done = job
-                conn, writer = lanes[lane]
-                outcome = self._commit_batch(
-                    conn=conn,
-                    writer=writer,
-                    batch=batch,
-                    turn=turn,
-                    checkpoint_id=checkpoint.id,
-                    last=last_key,
-                    processed=done,
-                )
-                if outcome.new_mappings and load.name in self.referenced:
-                    with self.cache_lock:
-                        self.cache.put_ints(load.name, outcome.new_mappings)
-                if outcome.inserted and load.name not in self.known:
-                    self._make_known(load.name)
-                result.rows_read += len(batch)
-                result.outcome.add(outcome)
-                if self.progress:
-                    self.progress.advance(load.name, len(batch))
-
-            pipeline: Pipeline[tuple[Batch, str, int]] = Pipeline(
-                write, lanes=len(lanes), name=load.name
-            )
+            pipeline: Pipeline[tuple[Batch, str, int]] | None = None
             try:
+                if attempts:  # after a fault: new connections, and where the last commit left it
+                    self._heal()
+                    processed, last = self._reread(checkpoint.id)
+                lanes = self._lanes(load, fresh)
+                pipeline = self._pipeline(load, checkpoint, result, lanes)
                 after, upto = self._bounds(load, last)
                 for columns in self.ws.source.stream_columns(
                     load.source_table,
@@ -407,17 +487,56 @@ class _Run:
                     last = _last_key(load, batch.keys[-1], batch.rows[len(batch) - 1])
                     processed += len(batch)
                     pipeline.submit((batch, last, processed))
-                    attempts = 0
                 pipeline.close()
+                self.pass_end = (processed, last)
                 return
-            except TransientDatabaseError as exc:
-                pipeline.abort()
+            except BaseException as exc:
+                if pipeline is not None:
+                    pipeline.abort()
+                error = database_error(exc) if isinstance(exc, Exception) else None
+                if not isinstance(error, TransientDatabaseError):
+                    if error is None or error is exc:
+                        raise
+                    raise error from exc
+                if result.rows_read > committed:  # batches went in since the last fault:
+                    attempts = 0  # this is a new one (a submitted batch is not progress)
+                    committed = result.rows_read
                 attempts += 1
-                self._recover(exc, attempts)
-                processed, last = self._reread(checkpoint.id)
-            except BaseException:
-                pipeline.abort()
-                raise
+                self._recover(error, attempts, f"migrating {load.name}")
+
+    def _pipeline(
+        self,
+        load: EntityLoad,
+        checkpoint: MigrationCheckpoint,
+        result: EntityResult,
+        lanes: Lanes,
+    ) -> Pipeline[tuple[Batch, str, int]]:
+        """Writes each submitted batch on a lane, committing them in order."""
+
+        def write(job: tuple[Batch, str, int], lane: int, turn: Turn) -> None:
+            batch, last_key, done = job
+            conn, writer = lanes[lane]
+            outcome = self._commit_batch(
+                conn=conn,
+                writer=writer,
+                batch=batch,
+                turn=turn,
+                checkpoint_id=checkpoint.id,
+                last=last_key,
+                processed=done,
+            )
+            # counted first: committed, the batch is done even if what follows fails
+            result.rows_read += len(batch)
+            result.outcome.add(outcome)
+            if self.progress:
+                self.progress.advance(load.name, len(batch))
+            if outcome.new_mappings and load.name in self.referenced:
+                with self.cache_lock:
+                    self.cache.put_ints(load.name, outcome.new_mappings)
+            if outcome.inserted and load.name not in self.known:
+                self._make_known(load.name)
+
+        return Pipeline(write, lanes=len(lanes), name=load.name)
 
     def _bounds(
         self, load: EntityLoad, last: str | None
@@ -436,18 +555,24 @@ class _Run:
             " WHERE schemaname = %s AND tablename = 'legacy_id_mappings'"
             " AND attname = 'entity_type'"
         )
-        with self.ws.connect_target(autocommit=True) as conn:
-            row = conn.execute(statement, (entity, self.schema)).fetchone()
-            if row is not None and row[0] is not False:
-                conn.execute(
-                    sql.SQL("ANALYZE {}").format(sql.Identifier(self.schema, "legacy_id_mappings"))
-                )
+        try:
+            with self.ws.connect_target(autocommit=True) as conn:
+                row = conn.execute(statement, (entity, self.schema)).fetchone()
+                if row is not None and row[0] is not False:
+                    conn.execute(
+                        sql.SQL("ANALYZE {}").format(
+                            sql.Identifier(self.schema, "legacy_id_mappings")
+                        )
+                    )
+        except (psycopg.Error, DatabaseError) as exc:  # an optimisation: never worth a retry
+            log.debug("ANALYZE of the mappings for %s skipped: %s", entity, exc)
 
     def _lanes(
         self, load: EntityLoad, fresh: bool
     ) -> list[tuple[psycopg.Connection[Any], BatchWriter]]:
         """A connection and a writer per writing thread: PostgreSQL works on two batches at
         once (the mapping table's three indexes make its side the slower one)."""
+        self._heal()
         while len(self.writers) < _LANES:
             conn = self.ws.connect_target()
             target_session(conn)
@@ -497,23 +622,73 @@ class _Run:
             raise
         return outcome
 
-    def _recover(self, exc: TransientDatabaseError, attempts: int) -> None:
-        if attempts > _RETRIES:
-            raise exc
-        delay = min(0.5 * 2 ** (attempts - 1), 10.0)
+    def _recover(self, exc: TransientDatabaseError, attempts: int, what: str) -> None:
+        """After a transient fault while doing ``what``: give up once ``[migration] retries``
+        retries failed too (the checkpoint keeps where the run stands), else wait with backoff and
+        close the data connections, which may look fine while their server session is gone
+        (``_heal`` and ``_lanes`` open new ones; the lock's is checked by ``_heal``)."""
+        if attempts > self.retries:
+            raise type(exc)(
+                f"{what}: {exc} (gave up after {self.retries} retries; the next run resumes"
+                " from the checkpoint)"
+            ) from exc
+        delay = backoff(self.retry_delay, attempts)
         log.warning(
-            "transient error (attempt %d/%d), resuming in %.1fs: %s", attempts, _RETRIES, delay, exc
+            "%s: transient error (attempt %d/%d), resuming in %.1fs: %s",
+            what,
+            attempts,
+            self.retries,
+            delay,
+            exc,
         )
         time.sleep(delay)
-        if self.conn.closed or self.conn.broken:
-            self.conn = self.ws.connect_target()
-            target_session(self.conn)
-        else:
-            self.conn.rollback()
-        for conn in self.writers:
-            if not conn.closed:
-                conn.close()
+        for conn in [self.conn, self.read_conn, *self.writers]:
+            conn.close()
         self.writers = []
+
+    def _complete(self, load: EntityLoad, checkpoint_id: UUID, result: EntityResult) -> None:
+        """Mark the pass's checkpoint completed, in one transaction with the check that it
+        still stands where the pass ended. Batches commit with ``synchronous_commit = off``:
+        a server that crashed and came back may have forgotten the last ones, even though
+        the run saw them commit and reconnected since (or never noticed: a pooled
+        connection is replaced silently). Then the pass goes on from the checkpoint as the
+        server has it. The completion's own commit is synchronous, so it makes every batch
+        before it durable."""
+        for _ in range(self.retries + 1):
+            if self.retrying(
+                lambda: self._completed_at(checkpoint_id, *self.pass_end),
+                f"completing the checkpoint of {load.name}",
+            ):
+                return
+            log.warning(
+                "%s: the target forgot its last batches (did the server restart?): migrating"
+                " them again",
+                load.name,
+            )
+            current = self.retrying(
+                lambda: self._get_checkpoint(checkpoint_id),
+                f"reading the checkpoint of {load.name}",
+            )
+            self._pass(load, current, result)
+        raise TransientDatabaseError(
+            f"migrating {load.name}: the target keeps forgetting committed batches"
+        )
+
+    def _completed_at(self, checkpoint_id: UUID, processed: int, last: str | None) -> bool:
+        """Complete the checkpoint if it says ``processed`` rows up to ``last``; False if it
+        says less (the server forgot batches)."""
+        with self.ws.engine.begin() as sa:
+            current = self.store.get_checkpoint(sa, checkpoint_id)
+            if current.status == CheckpointStatus.COMPLETED:
+                return True  # done by an attempt whose answer was lost with its connection
+            if (current.records_processed, current.last_processed_id) != (processed, last):
+                return False
+            self.store.set_checkpoint_status(sa, checkpoint_id, CheckpointStatus.COMPLETED)
+        return True
+
+    def _get_checkpoint(self, checkpoint_id: UUID) -> MigrationCheckpoint:
+        with self.ws.engine.connect() as sa:
+            return self.store.get_checkpoint(sa, checkpoint_id)
 
     def _reread(self, checkpoint_id: UUID) -> tuple[int, str | None]:
         with self.ws.engine.connect() as sa:
@@ -599,6 +774,24 @@ class _Run:
         count = quarantine.count_open(self.conn, self.schema, entities)
         self.conn.commit()
         return count
+
+
+def backoff(first: float, attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, …): ``first``, doubling, at most 10 s
+    (or ``first`` if that is longer)."""
+    return float(min(first * 2.0 ** (attempt - 1), max(10.0, first)))
+
+
+def alive(conn: psycopg.Connection[Any] | None) -> bool:
+    """Whether ``conn``'s server session still answers (an autocommit connection)."""
+    if conn is None or conn.closed:
+        return False
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        conn.close()
+        return False
+    return True
 
 
 def _after(load: EntityLoad, last: str | None) -> Sequence[Any] | None:

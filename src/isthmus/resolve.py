@@ -204,11 +204,27 @@ class Applier:
     # -- source wins ---------------------------------------------------------------------------
 
     def source_wins(
-        self, load: EntityLoad, ids: list[int], created: list[UUID], result: Resolution
+        self,
+        load: EntityLoad,
+        ids: list[int],
+        created: list[UUID],
+        result: Resolution,
+        *,
+        unchanged_only: bool = False,
     ) -> None:
+        """The source's current version of ``ids`` written into the target (or deleted there).
+        ``unchanged_only`` (a bidirectional sync whose rule does not let the source win): only
+        the records the target has not changed since their mapping's base, checked with their
+        target rows locked until the write commits; the others are left for the next run."""
         loose_load = loose(load)
         present: list[int] = []
-        for part in chunked(sorted(set(ids)), self.ws.config.migration.batch_size):
+        skipped: set[int] = set()
+        for chunk in chunked(sorted(set(ids)), self.ws.config.migration.batch_size):
+            part = list(chunk)
+            if unchanged_only:
+                kept = self._unchanged_in_target(load, part)
+                skipped.update(i for i in part if i not in kept)
+                part = [i for i in part if i in kept]
             rows = fetch_fields(self.ws.source, load, part)
             if rows:
                 columns = [list(c) for c in zip(*rows, strict=True)]
@@ -216,9 +232,35 @@ class Applier:
                 result.written += outcome.inserted + outcome.updated
                 result.quarantined += outcome.quarantined
             present.extend(int(r[0]) for r in rows)
-        gone = sorted(set(ids) - set(present))
+        gone = sorted(set(ids) - set(present) - skipped)
+        if unchanged_only and gone:  # locked until the commit below
+            kept = self._unchanged_in_target(load, gone)
+            gone = [i for i in gone if i in kept]
         result.deleted += self._delete_target(load, gone, created)
         self.conn.commit()
+
+    def _unchanged_in_target(self, load: EntityLoad, ids: list[int]) -> set[int]:
+        """Of ``ids``, those with no mapping (new in the source) or whose target row is still
+        its mapping's base; their target rows stay locked (FOR UPDATE) by this transaction,
+        so the target's application cannot change them before the write commits."""
+        from isthmus.diff import gone_condition
+        from isthmus.diff_target import Scope, TargetSide
+
+        lock = sql.SQL(
+            "SELECT 1 FROM {t} AS t JOIN {m} AS m ON t.{k} = m.uuid_id"
+            " WHERE m.entity_type = %s AND m.legacy_id = ANY(%s) FOR UPDATE OF t"
+        ).format(
+            t=sql.Identifier(load.target.schema, load.target.name),
+            m=mapping.table(self.schema),
+            k=sql.Identifier(load.columns[0].target),
+        )
+        with translated(), mapping.cursor(self.conn) as cur:
+            cur.execute(lock, (load.name, mapping.Int8Array.of(ids)))
+        side = TargetSide(load, self.schema, gone_condition(load))
+        now = {i: (base, sum_) for i, base, sum_ in side.mapped(self.conn, Scope(ids), exact=True)}
+        return {
+            i for i in ids if i not in now or (now[i][1] is not None and now[i][1] == now[i][0])
+        }
 
     def _write(self, load: EntityLoad, columns: list[list[bytes]]) -> Outcome:
         config = self.ws.config.migration

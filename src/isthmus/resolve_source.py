@@ -4,8 +4,14 @@ Target rows are read with their references turned back into legacy parent IDs (t
 map), converted to the source column types (:mod:`isthmus.writeback`) and written into the
 legacy table by its own key; rows the target no longer has are deleted from the source;
 rows created in the target get a key from the source's own generator and a mapping. The
-mappings' checksums are then taken from the source as it now is, so the next diff sees both
-sides equal to their base.
+mappings' checksums become those of the versions written (the target's, which the source now
+holds too), so the next diff sees both sides equal to their base, and a change the legacy
+application makes to a row at the same moment is still seen as the source's.
+
+In a sync (``unchanged_only``) the source's rows are written or deleted only where they are
+still what their mapping's base says, checked inside the source's write transaction (a
+compare-and-set): a row the legacy application changed since the comparison is left alone,
+for the next run to see changed on both sides and apply the job's rule to.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from isthmus import mapping
+from isthmus import canonical, mapping
 from isthmus.canonical import NULL
 from isthmus.copytext import copy_lines
 from isthmus.dialects.pgconn import translated
@@ -38,6 +44,7 @@ def target_wins(
     *,
     created: list[UUID],
     result: Resolution,
+    unchanged_only: bool = False,
 ) -> None:
     from isthmus.diff import gone_condition
 
@@ -53,14 +60,18 @@ def target_wins(
 
     present = _target_rows(conn, side, Scope(ids=ids)) if ids else []
     usable = [r for r in present if not _unmapped(r, f"legacy id {r[0].decode()}", result)]
+    guard = _Unchanged(ws, conn, load, ids) if unchanged_only else None
+    written = {int(r[0]): _checksum(side, r[1:]) for r in usable}
     if usable:
         rows = source_rows(described, usable, source.capabilities)
-        result.written += source.upsert_rows(load.source_table, names, key, rows)
+        result.written += source.upsert_rows(load.source_table, names, key, rows, guard=guard)
     found = {int(r[0]) for r in present}
     gone = sorted(set(ids) - found)
     if gone:
-        result.deleted += source.delete_keys(load.source_table, key, gone)
-        mapping.forget(conn, ws.state_schema, load.name, gone)
+        result.deleted += source.delete_keys(load.source_table, key, gone, guard=guard)
+        mapping.forget(conn, ws.state_schema, load.name, guard.kept(gone) if guard else gone)
+    if guard is not None:  # rows left alone keep their base: the next run sees both changes
+        found = set(guard.kept(sorted(found)))
 
     new_ids: list[int] = []
     if created:
@@ -70,16 +81,54 @@ def target_wins(
             values = source_rows(described[1:], [r for _, r in keep], source.capabilities)
             new_ids = source.insert_with_new_keys(load.source_table, names[1:], key, values)
             _add_mappings(conn, ws.state_schema, load, new_ids, [u for u, _ in keep])
+            written.update(zip(new_ids, (_checksum(side, r) for _, r in keep), strict=True))
             result.written += len(new_ids)
             result.notes.append(
                 f"{len(new_ids)} row(s) created in the target now have legacy keys "
                 f"{new_ids[0]}…{new_ids[-1]}"
             )
     touched = sorted(found | set(new_ids))
-    if touched:
-        sums = [(i, s.decode()) for i, s in sums_by_ids(source, load, touched)]
+    # the checksums of what was written, not the source re-read: it may have changed since
+    sums = [(i, written[i]) for i in touched if i in written]
+    unwritten = [i for i in touched if i not in written]  # references with no legacy id yet
+    sums.extend((i, s.decode()) for i, s in sums_by_ids(source, load, unwritten))
+    if sums:
         mapping.update_checksums(conn, ws.state_schema, load.name, sums)
     conn.commit()
+
+
+def _checksum(side: TargetSide, fields: list[bytes]) -> str:
+    """The canonical checksum of a target row's compared fields (as ``_target_rows`` and
+    ``_created_rows`` read them): the base of the version written into the source."""
+    canon = [f(v) for f, v in zip(side.normalizers, fields, strict=True)]
+    return canonical.checksum(canonical.checksum_line(canon))
+
+
+class _Unchanged:
+    """The compare-and-set of a sync's writes into the source (a ``WriteGuard``): of the keys
+    asked about, those whose source row is still its mapping's base. Asked by the dialect
+    inside its write transaction, with no other writer able to change those rows."""
+
+    def __init__(
+        self, ws: Workspace, conn: psycopg.Connection[Any], load: EntityLoad, ids: list[int]
+    ) -> None:
+        self.source, self.load = ws.source, load
+        query = sql.SQL(
+            "SELECT legacy_id, checksum FROM {} WHERE entity_type = %s AND legacy_id = ANY(%s)"
+        ).format(mapping.table(ws.state_schema))
+        with translated(), mapping.cursor(conn) as cur:
+            found = cur.execute(query, (load.name, mapping.Int8Array.of(ids))).fetchall()
+        self.base: dict[int, str | None] = {int(i): s for i, s in found}
+        self.allowed: set[int] = set()
+
+    def __call__(self, ids: list[int]) -> set[int]:
+        now = {i: s.decode() for i, s in sums_by_ids(self.source, self.load, ids)}
+        kept = {i for i in ids if i in now and now[i] == self.base.get(i)}
+        self.allowed |= kept
+        return kept
+
+    def kept(self, ids: list[int]) -> list[int]:
+        return [i for i in ids if i in self.allowed]
 
 
 def _target_rows(

@@ -25,24 +25,34 @@ so the next run sees it unchanged on both sides: nothing is echoed back.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 import uuid as uuid_mod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 
 from isthmus import review, sync_rules
 from isthmus.diff import DiffContext, run_diff
-from isthmus.errors import IsthmusError, UsageError, first_line
+from isthmus.errors import IsthmusError, TransientDatabaseError, UsageError, first_line
 from isthmus.jobs import VALIDATE_AFTER, next_run
-from isthmus.migrate import Progress, entity_lock_key, try_lock
+from isthmus.migrate import (
+    Progress,
+    alive,
+    backoff,
+    database_error,
+    entity_lock_key,
+    try_lock,
+)
 from isthmus.migrate_job import Chunking, run_migration_job
 from isthmus.resolve import Resolution
+from isthmus.retry import with_retries
 from isthmus.state.enums import CheckpointStatus, JobStatus, JobType, OperationType
 from isthmus.state.models import STRATEGY_FOR_CONFLICT_RESOLUTION, SynchronizationJob
 from isthmus.state.schema import require_current
@@ -58,6 +68,8 @@ from isthmus.validate import run_validate
 from isthmus.workspace import Workspace
 
 _JOB_LOCK_CLASS = 0x15_7A_07  # advisory lock class of "a job being run"
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobBusy(IsthmusError):
@@ -135,28 +147,37 @@ def run_job(
 ) -> JobRun:
     """Run the job ``name`` once, here and now (see the module docstring); ``chunking``: a
     worker's way to share a differential_migration's large entities with other workers."""
-    require_current(ws.engine, ws.state_schema)
     store = StateStore(ws.state_schema)
-    with ws.engine.connect() as sa:
-        job = store.get_job(sa, name)
+
+    def read(key: str | UUID) -> SynchronizationJob:
+        require_current(ws.engine, ws.state_schema)
+        with ws.engine.connect() as sa:
+            return store.get_job(sa, key)
+
+    job = _retried(ws, lambda: read(name), "reading the job")
     run = JobRun(job.job_name, uuid_mod.uuid4().hex[:12])
-    lock = ws.connect_target(autocommit=True)
+    lock = _retried(ws, lambda: _RunLock(ws, job), "connecting to the target")
     try:
-        _lock(lock, ws, job)
-        job, run.took_over = _start(ws, store, job, run.run_id)
+        _retried(ws, lock.take, "taking the job's lock")
+        # the job as it is now that no other run can change it (read before, it may show
+        # a run that just ended)
+        job = _retried(ws, lambda: read(job.id), "reading the job")
+        job, run.took_over = _retried(
+            ws, lambda: _start(ws, store, job, run.run_id), "starting the run"
+        )
         started = time.perf_counter()
         try:
-            _execute(ws, store, job, run, progress, chunking=chunking)
+            _execute_retrying(ws, store, job, run, progress=progress, chunking=chunking, lock=lock)
         except BaseException as exc:
             run.seconds = time.perf_counter() - started
             run.status = "failed"
             run.error = first_line(exc)
-            _finish(ws, store, job, run)
+            _retried(ws, lambda: _finish(ws, store, job, run), "recording the run")
             raise
         run.seconds = time.perf_counter() - started
         if run.status == "completed" and job.metadata.get(VALIDATE_AFTER):
             run.validation = _validate(ws, job)  # still under the job's lock: nothing moves
-        _finish(ws, store, job, run)
+        _retried(ws, lambda: _finish(ws, store, job, run), "recording the run")
     finally:
         lock.close()
     return run
@@ -184,6 +205,34 @@ def run_in_progress(conn: psycopg.Connection[Any], job_id: UUID) -> bool:
         conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
         return False
     return True
+
+
+class _RunLock:
+    """The job's lock and its entities', held by a connection of their own."""
+
+    def __init__(self, ws: Workspace, job: SynchronizationJob) -> None:
+        self.ws = ws
+        self.job = job
+        self.conn = ws.connect_target(autocommit=True)
+
+    def take(self) -> None:
+        if self.conn.closed:  # dropped by a fault: its locks with it
+            self.conn = self.ws.connect_target(autocommit=True)
+        _lock(self.conn, self.ws, self.job)
+
+    def ensure(self) -> None:
+        """After a fault: the locks taken again on a new connection if their session was
+        dropped (JobBusy if another process took them meanwhile)."""
+        if not alive(self.conn):
+            self.conn.close()
+            self.conn = self.ws.connect_target(autocommit=True)
+            log.warning(
+                "job %s: its lock was lost with its session; taking it again", self.job.job_name
+            )
+            self.take()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _lock(lock: psycopg.Connection[Any], ws: Workspace, job: SynchronizationJob) -> None:
@@ -238,6 +287,86 @@ def _fail_orphans(sa: Any, store: StateStore, job_id: UUID, run_id: str) -> None
             CheckpointStatus.FAILED,
             f"interrupted: its run stopped without finishing; taken over by run {run_id}",
         )
+
+
+def _retried(ws: Workspace, operation: Callable[[], T], what: str) -> T:
+    """``operation`` (one step of a run, safe to repeat) retried with backoff on a transient
+    database error, as ``[migration] retries`` says; psycopg's and SQLAlchemy's errors leave
+    as isthmus ones."""
+
+    def attempt() -> T:
+        try:
+            return operation()
+        except Exception as exc:
+            error = database_error(exc)
+            if error is None or error is exc:
+                raise
+            raise error from exc
+
+    settings = ws.config.migration
+    return with_retries(
+        attempt, attempts=settings.retries + 1, first_delay=settings.retry_delay, what=what
+    )
+
+
+def _execute_retrying(
+    ws: Workspace,
+    store: StateStore,
+    job: SynchronizationJob,
+    run: JobRun,
+    *,
+    progress: Progress | None,
+    chunking: Chunking | None,
+    lock: _RunLock,
+) -> None:
+    """``_execute``; after a transient database error (a dropped connection, a restarted
+    server, a deadlock, a timeout) it waits with backoff and does the sync's work again, as
+    a run taking over a dead one would (its unfinished checkpoints failed, its intents
+    reconciled), up to ``[migration] retries`` times; what a failed attempt committed is not
+    found again but still counted. (A differential_migration retries each step itself.)"""
+    if job.job_type == JobType.DIFFERENTIAL_MIGRATION:
+        _execute(ws, store, job, run, progress, chunking=chunking)
+        return
+    retries, first_delay = ws.config.migration.retries, ws.config.migration.retry_delay
+    attempts = 0
+    carried = 0  # records the attempts that failed applied (and committed)
+    while True:
+        try:
+            if attempts:
+                lock.ensure()
+                with ws.engine.begin() as sa:
+                    _fail_orphans(sa, store, job.id, run.run_id)
+            _execute(ws, store, job, run, progress, chunking=chunking)
+            run.records_synced += carried
+            return
+        except Exception as exc:
+            error = database_error(exc)
+            if not isinstance(error, TransientDatabaseError):
+                if error is None or error is exc:
+                    raise
+                raise error from exc
+            # what it applied is not found again: counted now (what it could not apply is
+            # compared again, and counted, by the next attempt)
+            done = sum(e.applied.written + e.applied.deleted for e in run.entities if e.applied)
+            carried += done
+            attempts = 1 if done else attempts + 1  # after progress, a new fault
+            if attempts > retries:
+                run.records_synced = carried  # the failed run's statistics still say so
+                raise TransientDatabaseError(
+                    f"job {job.job_name}: {error} (gave up after {retries} retries)"
+                ) from exc
+            run.entities.clear()
+            run.records_synced = run.records_failed = 0
+            delay = backoff(first_delay, attempts)
+            log.warning(
+                "job %s: transient error (attempt %d/%d), running it again in %.1fs: %s",
+                job.job_name,
+                attempts,
+                retries,
+                delay,
+                error,
+            )
+            time.sleep(delay)
 
 
 def _execute(
@@ -295,7 +424,9 @@ def _sync(
             status = str(store.get_job(sa, job.id).status)
         return status if status in ("paused", "cancelled") else None
 
-    applier = BatchApplier(ws, conn, job.id, run.run_id, should_stop)
+    applier = BatchApplier(
+        ws, conn, job.id, run.run_id, should_stop, rule=rule, bidirectional=bidirectional
+    )
     batch = job.max_records_per_batch
     flows: list[tuple[EntitySync, sync_rules.Flow]] = []
     for diffed in compared.entities:

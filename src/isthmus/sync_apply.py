@@ -8,6 +8,14 @@ own generator: before that insert the batch's checkpoint records an *intent* (th
 highest key and the target keys), and a run that finds an intent its predecessor did not
 complete first matches those target rows with source rows above the recorded key, by
 canonical content, and maps them instead of inserting them again.
+
+The applications keep writing while a run applies what it compared: a row changed in the
+target alone is written (or deleted) in the source only if the source row is still its
+mapping's base, checked inside the source's write transaction; one the legacy application
+changed meanwhile is left for the next run, which sees it changed on both sides and applies
+the job's rule (under ``target_wins`` the target's version goes in either way). In a
+bidirectional job whose rule is not ``source_wins`` the same holds the other way: a row
+changed in the source alone goes to the target only if the target row is still its base.
 """
 
 from __future__ import annotations
@@ -50,12 +58,17 @@ class BatchApplier:
         job_id: UUID,
         run_id: str,
         should_stop: Callable[[], str | None],
+        *,
+        rule: str = "source_wins",
+        bidirectional: bool = False,
     ) -> None:
         self.ws = ws
         self.conn = conn
         self.job_id = job_id
         self.run_id = run_id
         self.should_stop = should_stop  # "paused" / "cancelled" when the run must stop
+        self.rule = rule  # the job's conflict rule
+        self.bidirectional = bidirectional
         self.store = StateStore(ws.state_schema)
         self.applier = Applier(ws, conn, self.store)
 
@@ -112,9 +125,13 @@ class BatchApplier:
 
     def _do(self, load: EntityLoad, phase: str, part: list[Any], result: Resolution) -> None:
         if phase in ("to_target", "delete_in_target"):
-            self.applier.source_wins(load, part, [], result)
+            cas = self.bidirectional and self.rule != "source_wins"  # see the module docstring
+            self.applier.source_wins(load, part, [], result, unchanged_only=cas)
         elif phase in ("to_source", "delete_in_source"):
-            target_wins(self.ws, self.conn, load, part, created=[], result=result)
+            cas = self.rule != "target_wins"  # compare-and-set: see the module docstring
+            target_wins(
+                self.ws, self.conn, load, part, created=[], result=result, unchanged_only=cas
+            )
         elif phase == "created_to_source":
             keys = [UUID(str(k)) for k in part]
             target_wins(self.ws, self.conn, load, [], created=keys, result=result)
@@ -239,8 +256,9 @@ def _reconcile(
         by_content.setdefault(tuple(fields[p] for p in positions), []).append(legacy_id)
     legacy_ids: list[int] = []
     uuids: list[UUID] = []
+    normalizers = side.normalizers  # the target's text (12:00:00.5) in canonical form
     for uuid, fields in created:
-        matches = by_content.get(tuple(fields))
+        matches = by_content.get(tuple(f(v) for f, v in zip(normalizers, fields, strict=True)))
         if matches:
             legacy_ids.append(matches.pop(0))
             uuids.append(uuid)

@@ -19,8 +19,15 @@ from typing import Any, Literal
 import psycopg
 from psycopg.types.json import Jsonb
 
+from isthmus.dialects.pgconn import translate
 from isthmus.entities import Entity
-from isthmus.errors import ConfigError, TerminalDatabaseError, UsageError, first_line
+from isthmus.errors import (
+    ConfigError,
+    TerminalDatabaseError,
+    TransientDatabaseError,
+    UsageError,
+    first_line,
+)
 from isthmus.plan import Plan
 from isthmus.target_types import target_type
 
@@ -543,6 +550,11 @@ def apply_pending_ddl(
             with conn.transaction():
                 conn.execute(statement)
         except psycopg.Error as exc:
+            failure = translate(exc)
+            if isinstance(failure, TransientDatabaseError) or conn.broken:
+                # a timeout, a deadlock, a dropped connection: not the statement's fault, so
+                # not recorded as its error (which would keep it from ever running again)
+                raise type(failure)(f"{kind} {name} on {target_table}: {failure}") from exc
             error = first_line(exc)
             conn.execute(f"UPDATE {table} SET error = %s WHERE id = %s", (error, row_id))  # noqa: S608
             results.append(PendingResult(name, target_table, kind, statement, error))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from isthmus.errors import ConfigError
 
@@ -23,9 +23,16 @@ _SCHEMES = {
     "embedded": "embedded",
 }
 
+# The password runs to the last ``@`` of the authority: one written raw (through ``${VAR}``,
+# say) may hold an ``@`` of its own. A scheme starts after no scheme character and nothing is
+# given back once matched (possessive ``*+``), and mask_secrets() hands it a word only up to its
+# last ``@``: every match found succeeds, so any text costs linear time.
 _PASSWORD_IN_URL = re.compile(
-    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I
+    r"(?P<head>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^:/@\s]*+:)"
+    r"(?P<pw>[^@\s]*+(?:@[^@\s/]*+(?=@))*+)(?P<tail>@)",
+    re.I,
 )
+_WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class DatabaseURL:
     query: tuple[tuple[str, str], ...]
 
     def masked(self) -> str:
-        return mask_secrets(self.raw)
+        return mask_url(self.raw)
 
     def __str__(self) -> str:
         return self.masked()
@@ -61,18 +68,26 @@ def parse_url(raw: str, *, where: str = "url") -> DatabaseURL:
         raise ConfigError(
             f"{where}: {mask_secrets(str(raw))!r} is not a database URL (expected e.g. postgresql://host/db)"
         )
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # a raw '[' or ']' in the password (its text quotes the netloc)
+        scheme, _, rest = raw.partition("://")
+        shown = f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else mask_secrets(raw)
+        raise ConfigError(
+            f"{where}: {shown!r} is not a valid URL; percent-encode special characters of the"
+            " user and password (e.g. '[' as %5B)"
+        ) from None
     scheme = parts.scheme.lower().split("+", 1)[0]
     dialect = _SCHEMES.get(scheme)
     if dialect is None:
         known = ", ".join(sorted(_SCHEMES))
         raise ConfigError(
-            f"{where}: unsupported scheme {parts.scheme!r} in {mask_secrets(raw)!r} (known: {known})"
+            f"{where}: unsupported scheme {parts.scheme!r} in {mask_url(raw)!r} (known: {known})"
         )
     try:
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"{where}: bad port in {mask_secrets(raw)!r}") from exc
+        raise ConfigError(f"{where}: bad port in {mask_url(raw)!r}") from exc
     if dialect in ("sqlite", "embedded"):
         path = unquote(parts.path)
         if parts.netloc:  # sqlite://relative/path is a common slip: keep the host part
@@ -90,7 +105,7 @@ def parse_url(raw: str, *, where: str = "url") -> DatabaseURL:
         host = parts.hostname
         if dialect == "mysql" and not database:
             raise ConfigError(
-                f"{where}: {mask_secrets(raw)!r} names no database (expected mysql://user@host:3306/db)"
+                f"{where}: {mask_url(raw)!r} names no database (expected mysql://user@host:3306/db)"
             )
     return DatabaseURL(
         dialect=dialect,
@@ -104,9 +119,34 @@ def parse_url(raw: str, *, where: str = "url") -> DatabaseURL:
     )
 
 
+def mask_url(raw: str) -> str:
+    """The URL ``raw`` with its password, as urlsplit reads it (up to the last ``@``, spaces
+    included), replaced with ``***``."""
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        return mask_secrets(raw)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        raw = urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}"))
+    return mask_secrets(raw)
+
+
 def mask_secrets(text: str) -> str:
     """Replace the password of every URL in ``text`` with ``***``."""
-    return _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    if "://" not in text or "@" not in text:
+        return text
+    return _WORD.sub(_mask_word, text)
+
+
+def _mask_word(word: re.Match[str]) -> str:
+    """A password holds no whitespace and ends at an ``@``: a word is masked up to its last."""
+    text = word[0]
+    end = text.rfind("@") + 1
+    if not end or "://" not in text:
+        return text
+    head = _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***{m['tail']}", text[:end])
+    return head + text[end:]
 
 
 def _sqlite_path(path: str) -> str:

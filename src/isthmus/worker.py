@@ -385,6 +385,9 @@ async def _serve(
     loop = asyncio.get_running_loop()
     async with app.open_async():
         if once:
+            # no periodic tick here: put back what dead workers left ``doing`` (a killed
+            # `worker --once` too), or its job's lock would keep every later run out
+            await recover_stalled(app, None, stats)
             await queue_due(app, config, stats)
         runner = asyncio.create_task(
             app.run_worker_async(

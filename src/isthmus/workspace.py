@@ -14,7 +14,7 @@ from isthmus.config import Config
 from isthmus.dialects import open_source, pgconn
 from isthmus.dialects.base import SchemaInfo, SourceDialect
 from isthmus.entities import Entity, resolve_entities
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, one_line
 from isthmus.plan import Plan, build_plan
 from isthmus.retry import with_retries
 
@@ -44,13 +44,17 @@ class Workspace:
 
     @cached_property
     def entities(self) -> list[Entity]:
-        return resolve_entities(self.config, self.source_schema)
+        try:
+            return resolve_entities(self.config, self.source_schema)
+        except ConfigError as exc:  # names from the file may hold line breaks
+            raise ConfigError(one_line(str(exc))) from None
 
     @cached_property
     def plan(self) -> Plan:
+        entities = self.entities  # outside the try: its errors name the config file already
         try:
             return build_plan(
-                self.entities, views=self.source_schema.views, notes=self.source_schema.notes
+                entities, views=self.source_schema.views, notes=self.source_schema.notes
             )
         except ConfigError as exc:
             raise ConfigError(f"{self.config.where}: {exc}") from None

@@ -9,7 +9,7 @@ calls the methods below. Each dialect module translates its driver's errors into
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +38,10 @@ ColumnKind = Literal[
 ]
 
 Row = tuple[Any, ...]
+# A write-back's compare-and-set: called inside the write's transaction once no other writer
+# can change the rows of the keys it is given (locked, or the whole database is), it returns
+# the keys that may still be written; the rows of the others are left as they are.
+WriteGuard = Callable[[list[int]], set[int]]
 
 
 @dataclass(frozen=True)
@@ -337,15 +341,24 @@ class SourceDialect(abc.ABC):
     # reading stays read-only for reading), batched: never a round trip per row.
 
     def upsert_rows(
-        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        guard: WriteGuard | None = None,
     ) -> int:
         """Write ``rows`` (values for ``columns``, which include the integer ``key``) into
-        ``table``: rows whose key exists are updated, the others inserted with their key.
-        Returns the number of rows written."""
+        ``table``: rows whose key exists are updated, the others inserted with their key
+        (with ``guard``: only the rows whose key it keeps). Returns the number written."""
         raise self._not_writable(table)
 
-    def delete_keys(self, table: str, key: str, ids: Sequence[int]) -> int:
-        """Delete the rows of ``table`` whose integer ``key`` is in ``ids``; how many went."""
+    def delete_keys(
+        self, table: str, key: str, ids: Sequence[int], *, guard: WriteGuard | None = None
+    ) -> int:
+        """Delete the rows of ``table`` whose integer ``key`` is in ``ids`` (with ``guard``:
+        only those it keeps); how many went."""
         raise self._not_writable(table)
 
     def insert_with_new_keys(

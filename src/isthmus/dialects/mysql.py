@@ -126,7 +126,7 @@ class Source(MySQLWriting):
         with mysql_driver.driver_errors(lambda exc: self._failed(exc, doing)):
             cur = self.connection().cursor()
             try:
-                cur.execute(sql, tuple(params))
+                cur.execute(*mysql_driver.bind(self.driver, self.connection(), sql, params))
                 return list(cur.fetchall())
             finally:
                 cur.close()
@@ -265,8 +265,8 @@ class Source(MySQLWriting):
         cursor_col = check_since(table, since)
         select, masks, types = self._select_parts(table, cols)
         quoted_keys = [self._qualified(table, k) for k in keys]
-        # Marked with NUL (no identifier holds one) until a "%" in a name has been made safe:
-        # PyMySQL formats every statement with "%", connector leaves "%%" as it is.
+        # Marked with NUL (no identifier holds one), then "%s": _read binds them by
+        # mysql_driver.bind, which keeps a "%" inside a quoted name a character.
         where, params = keyset_where(
             quoted_keys, low, high, row_values=self.capabilities.row_value_comparison, mark="\0"
         )
@@ -274,8 +274,6 @@ class Source(MySQLWriting):
             column = self._qualified(table, cursor_col[0])
             where, params = add_since(where, params, column, cursor_col[1], mark="\0")
         sql = select_ordered(self.quote(table), select, quoted_keys, where)
-        if self.driver == "pymysql":
-            sql = sql.replace("%", "%%")
         return sql.replace("\0", "%s"), params, cols, masks, types
 
     def _read(
@@ -295,7 +293,7 @@ class Source(MySQLWriting):
         finished = False
         try:
             cur = mysql_driver.unbuffered_cursor(self.driver, conn, raw=raw)
-            cur.execute(sql, tuple(params))
+            cur.execute(*mysql_driver.bind(self.driver, conn, sql, params))
             while True:
                 batch = cur.fetchmany(batch_size)
                 if not batch:

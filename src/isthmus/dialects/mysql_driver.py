@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -107,6 +108,44 @@ def connect(driver: str, url: DatabaseURL, *, session_sql: list[str], raw: bool 
         conn.close()
         raise translate(exc, f"setting up the session on {url.masked()}") from exc
     return conn
+
+
+# A quoted name or string of a statement (MySQL's default sql_mode reads "…" as a string).
+_QUOTED = re.compile(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)
+_MARK = re.compile(rb"%s")
+
+
+def bind(driver: str, conn: Any, sql: str, params: Sequence[Any]) -> tuple[Any, Any]:
+    """``cursor.execute``'s arguments for ``sql`` with its parameters marked ``%s``, such that
+    a ``%`` inside a quoted name or string (`` `50%s off` ``) stays a character.
+
+    PyMySQL formats a statement with ``%`` whenever parameters are passed (even none):
+    there, ``%`` inside quotes is doubled. Connector substitutes every ``%s`` it finds, with
+    no escape: there, the values are put in by their marks outside quotes here, quoted by
+    the connection as connector would."""
+    if not params:
+        return sql, None
+    if driver == "pymysql":
+        return _QUOTED.sub(lambda m: m[0].replace("%", "%%"), sql), tuple(params)
+    values = list(conn.prepare_for_mysql(tuple(params)))
+    pieces: list[bytes] = []
+    used = 0
+
+    def value(_: re.Match[bytes]) -> bytes:
+        nonlocal used
+        used += 1
+        if used > len(values):
+            raise TypeError(f"more %s marks than the {len(values)} parameters in {sql[:200]!r}")
+        return bytes(values[used - 1])
+
+    end = 0
+    for match in _QUOTED.finditer(sql):
+        pieces += [_MARK.sub(value, sql[end : match.start()].encode()), match[0].encode()]
+        end = match.end()
+    pieces.append(_MARK.sub(value, sql[end:].encode()))
+    if used != len(values):
+        raise TypeError(f"{len(values)} parameters for {used} %s marks in {sql[:200]!r}")
+    return b"".join(pieces), None
 
 
 def unbuffered_cursor(driver: str, conn: Any, *, raw: bool = False) -> Any:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from isthmus.dialects import mysql_driver
-from isthmus.dialects.base import SourceDialect, check_new_rows, write_key_position
+from isthmus.dialects.base import SourceDialect, WriteGuard, check_new_rows, write_key_position
 from isthmus.dialects.keyset import chunked
 from isthmus.errors import DatabaseError, TerminalDatabaseError, TransientDatabaseError
 
@@ -69,12 +69,11 @@ class MySQLWriting(SourceDialect):
             self._drop_writer()
         return error
 
-    def _marked(self, sql: str) -> str:
-        """``sql`` with its parameters marked by NUL, as the driver wants it: PyMySQL formats
-        a statement that has parameters with ``%``, so a ``%`` in a name is doubled for it."""
-        if self.driver == "pymysql":
-            sql = sql.replace("%", "%%")
-        return sql.replace("\0", "%s")
+    def _bound(self, sql: str, params: Sequence[Any]) -> tuple[Any, Any]:
+        """``cursor.execute``'s arguments for ``sql`` with its parameters marked by NUL, such
+        that a ``%`` in a name stays a character whichever the driver (mysql_driver.bind:
+        connector would take the ``%s`` of a table named ``50%s off`` for a parameter)."""
+        return mysql_driver.bind(self.driver, self._writer(), sql.replace("\0", "%s"), params)
 
     def _write_statement(self, doing: str, sql: str) -> None:
         """One statement without parameters on the writer, outside any transaction."""
@@ -122,17 +121,36 @@ class MySQLWriting(SourceDialect):
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> Iterator[tuple[str, list[Any], int]]:
         """The multi-row INSERTs that put ``rows`` into ``table`` (quoted): each statement
-        (parameters marked by NUL, see _marked), its parameters and its number of rows."""
+        (parameters marked by NUL, see _bound), its parameters and its number of rows."""
         cols = ", ".join(self.quote(c) for c in columns)
         one = "(" + ", ".join(["\0"] * len(columns)) + ")"
         for batch in _value_batches(rows, len(columns), self.capabilities.max_bind_parameters):
             sql = f"INSERT INTO {table} ({cols}) VALUES " + ", ".join([one] * len(batch))  # noqa: S608
             yield sql, [v for row in batch for v in row], len(batch)
 
+    def _guarded(
+        self, cur: Any, table: str, key: str, ids: list[int], guard: WriteGuard
+    ) -> set[int]:
+        """The keys ``guard`` keeps, asked once their rows (and the gaps where absent ones
+        would go) are locked by this transaction against every other writer."""
+        size = min(_IN_LIST, self.capabilities.max_bind_parameters)
+        for part in chunked(ids, size):
+            marks = ", ".join(["\0"] * len(part))
+            locking = f"SELECT {key} FROM {table} WHERE {key} IN ({marks}) FOR UPDATE"  # noqa: S608
+            cur.execute(*self._bound(locking, part))
+            cur.fetchall()
+        return guard(ids)
+
     def upsert_rows(
-        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        guard: WriteGuard | None = None,
     ) -> int:
-        write_key_position(table, columns, key, rows)
+        at = write_key_position(table, columns, key, rows)
         if not rows:
             return 0
         doing = f"writing rows to table {table!r}"
@@ -148,8 +166,11 @@ class MySQLWriting(SourceDialect):
         )
         try:
             with self._write_transaction(doing) as cur:
+                if guard is not None:
+                    kept = self._guarded(cur, t, k, [row[at] for row in rows], guard)
+                    rows = [row for row in rows if row[at] in kept]
                 for sql, params, _ in self._inserts(tmp, columns, rows):
-                    cur.execute(self._marked(sql), params)
+                    cur.execute(*self._bound(sql, params))
                 sets = ", ".join(f"{t}.{q} = s.{q}" for q in quoted if q != k)
                 if sets:
                     cur.execute(f"UPDATE {t} JOIN {tmp} AS s ON {t}.{k} = s.{k} SET {sets}")  # noqa: S608
@@ -174,7 +195,9 @@ class MySQLWriting(SourceDialect):
         except DatabaseError:
             self._drop_writer()  # ending the session drops it
 
-    def delete_keys(self, table: str, key: str, ids: Sequence[int]) -> int:
+    def delete_keys(
+        self, table: str, key: str, ids: Sequence[int], *, guard: WriteGuard | None = None
+    ) -> int:
         unique = list(dict.fromkeys(ids))
         if not unique:
             return 0
@@ -182,9 +205,12 @@ class MySQLWriting(SourceDialect):
         deleted = 0
         size = min(_IN_LIST, self.capabilities.max_bind_parameters)
         with self._write_transaction(f"deleting rows of table {table!r}") as cur:
+            if guard is not None:
+                kept = self._guarded(cur, t, k, unique, guard)
+                unique = [i for i in unique if i in kept]
             for part in chunked(unique, size):
                 marks = ", ".join(["\0"] * len(part))
-                cur.execute(self._marked(f"DELETE FROM {t} WHERE {k} IN ({marks})"), part)  # noqa: S608
+                cur.execute(*self._bound(f"DELETE FROM {t} WHERE {k} IN ({marks})", part))  # noqa: S608
                 deleted += cur.rowcount
         return deleted
 
@@ -209,14 +235,14 @@ class MySQLWriting(SourceDialect):
         with self._write_transaction(doing, snapshot=not returning) as cur:
             for sql, params, n in self._inserts(t, columns, rows):
                 if returning:
-                    cur.execute(self._marked(f"{sql} RETURNING {k}"), params)
+                    cur.execute(*self._bound(f"{sql} RETURNING {k}", params))
                     got = [int(r[0]) for r in cur.fetchall()]
                 else:
-                    cur.execute(self._marked(sql), params)
+                    cur.execute(*self._bound(sql, params))
                     cur.execute("SELECT LAST_INSERT_ID()")
                     first = int(cur.fetchall()[0][0])
                     read = f"SELECT {k} FROM {t} WHERE {k} >= \0 ORDER BY {k} LIMIT {n}"  # noqa: S608
-                    cur.execute(self._marked(read), [first])
+                    cur.execute(*self._bound(read, [first]))
                     got = [int(r[0]) for r in cur.fetchall()]
                     if got[:1] != [first]:
                         got = []

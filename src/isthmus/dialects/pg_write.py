@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from isthmus.dialects.base import SourceDialect, check_new_rows, write_key_position
+from isthmus.dialects.base import SourceDialect, WriteGuard, check_new_rows, write_key_position
 from isthmus.errors import DatabaseError, TerminalDatabaseError, TransientDatabaseError
 
 _write_names = itertools.count(1)
@@ -79,16 +79,35 @@ class PostgreSQLWriting(SourceDialect):
                 copy.write_row(row)
         return tmp
 
+    def _guarded(
+        self, cur: psycopg.Cursor[Any], table: str, key: str, ids: list[int], guard: WriteGuard
+    ) -> set[int]:
+        """The keys ``guard`` keeps, asked once the rows of ``ids`` are locked by this
+        transaction against every other writer."""
+        relation = self.relation(table).replace("%", "%%")
+        k = self.quote(key).replace("%", "%%")
+        cur.execute(f"SELECT FROM {relation} WHERE {k} = ANY(%s) FOR UPDATE", (ids,))
+        return guard(ids)
+
     def upsert_rows(
-        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        guard: WriteGuard | None = None,
     ) -> int:
-        write_key_position(table, columns, key, rows)
+        at = write_key_position(table, columns, key, rows)
         if not rows:
             return 0
         relation = self.relation(table)
         k = self.quote(key)
         quoted = [self.quote(c) for c in columns]
         with self._write_transaction(f"writing rows to table {table!r}") as cur:
+            if guard is not None:
+                kept = self._guarded(cur, table, key, [row[at] for row in rows], guard)
+                rows = [row for row in rows if row[at] in kept]
             tmp = self._stage(cur, table, columns, rows)
             sets = ", ".join(f"{q} = s.{q}" for q in quoted if q != k)
             if sets:
@@ -125,7 +144,9 @@ class PostgreSQLWriting(SourceDialect):
         ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
-    def delete_keys(self, table: str, key: str, ids: Sequence[int]) -> int:
+    def delete_keys(
+        self, table: str, key: str, ids: Sequence[int], *, guard: WriteGuard | None = None
+    ) -> int:
         unique = list(dict.fromkeys(ids))
         if not unique:
             return 0
@@ -133,6 +154,9 @@ class PostgreSQLWriting(SourceDialect):
         k = self.quote(key).replace("%", "%%")
         deleted = 0
         with self._write_transaction(f"deleting rows of table {table!r}") as cur:
+            if guard is not None:
+                kept = self._guarded(cur, table, key, unique, guard)
+                unique = [i for i in unique if i in kept]
             for start in range(0, len(unique), _DELETE_BATCH):
                 part = unique[start : start + _DELETE_BATCH]
                 cur.execute(f"DELETE FROM {relation} WHERE {k} = ANY(%s)", (part,))  # noqa: S608

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pgerr
@@ -30,7 +30,23 @@ def conninfo(url: DatabaseURL) -> str:
     if url.dialect == "embedded":
         return _embedded_conninfo(url)
     parts = urlsplit(url.raw)
-    return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit(
+        ("postgresql", _netloc(url, parts.netloc), parts.path, parts.query, parts.fragment)
+    )
+
+
+def _netloc(url: DatabaseURL, netloc: str) -> str:
+    """``netloc`` with its user and password percent-encoded afresh, as ``url`` read them (up to
+    the last ``@``). A password written raw in the config (through ``${VAR}``, say) may hold an
+    ``@``, a space or a stray ``%``: libpq would split the URI elsewhere or refuse it, quoting
+    the password in its error message."""
+    if url.username is None and url.password is None:
+        return netloc
+    host = netloc.rpartition("@")[2]
+    user = quote(url.username or "", safe="")
+    if url.password is None:
+        return f"{user}@{host}"
+    return f"{user}:{quote(url.password, safe='')}@{host}"
 
 
 def _embedded_conninfo(url: DatabaseURL) -> str:

@@ -14,6 +14,7 @@ parent does not repeat its children's rows (they are reported as tables of their
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -158,7 +159,7 @@ class Source(PostgreSQLWriting):
     ) -> list[tuple[Any, ...]]:
         try:
             with self.connection().cursor() as cur:
-                cur.execute(sql, params)
+                cur.execute(*_percent_safe(sql, params))
                 return cur.fetchall()
         except psycopg.Error as exc:
             error = self._translate(exc, doing)
@@ -274,7 +275,7 @@ class Source(PostgreSQLWriting):
                 conn.execute(statement)
             cur = conn.cursor(name=f"isthmus_stream_{next(_cursor_names)}")
             cur.itersize = batch_size
-            cur.execute(sql, params)
+            cur.execute(*_percent_safe(sql, params))
             while batch := cur.fetchmany(batch_size):
                 yield batch
             cur.close()
@@ -347,6 +348,20 @@ class Source(PostgreSQLWriting):
             raise self._translate(exc, doing) from exc
         finally:
             conn.close()
+
+
+# A quoted name or string of a statement (a doubled quote stays inside it).
+_QUOTED = re.compile(r"\"(?:[^\"]|\"\")*\"|'(?:[^']|'')*'")
+
+
+def _percent_safe(sql: str, params: Sequence[Any]) -> tuple[str, Sequence[Any] | None]:
+    """``sql`` and ``params`` as psycopg must get them for a ``%`` in a name (``"50% off"``)
+    to stay a character: psycopg reads every ``%`` of a statement given parameters (even
+    none) as a placeholder or an escape, so no parameters are passed when there are none,
+    and a ``%`` inside a quoted name or string is doubled when there are."""
+    if not params:
+        return sql, None
+    return _QUOTED.sub(lambda m: m[0].replace("%", "%%"), sql), params
 
 
 def _complete_lines(chunks: list[Any]) -> list[bytes]:

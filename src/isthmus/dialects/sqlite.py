@@ -8,9 +8,11 @@ how long a read waits for a writer's lock before the read counts as transient (d
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Generator, Sequence
+from itertools import islice
 from typing import Any
 from urllib.parse import quote as url_quote
 
@@ -182,8 +184,18 @@ class Source(SQLiteWriting):
             raise self._translate(exc, doing) from exc
         try:
             while True:
+                batch: list[Row] = []
                 try:
-                    batch = cursor.fetchmany(batch_size)
+                    try:  # (extend keeps the rows read before an error; fetchmany would not)
+                        batch.extend(islice(cursor, batch_size))
+                    except sqlite3.OperationalError as exc:
+                        if not str(exc).startswith(_NOT_UTF8):
+                            raise
+                        # Text that is not UTF-8: the cursor stays on that row, read again
+                        # keeping its bytes (surrogateescape); the target refuses the value and
+                        # the row is quarantined, naming the column, instead of stopping the read.
+                        self.connection().text_factory = _text_keeping_bytes
+                        batch.extend(islice(cursor, batch_size - len(batch)))
                 except sqlite3.Error as exc:
                     raise self._translate(exc, doing) from exc
                 if not batch:
@@ -373,6 +385,8 @@ class Source(SQLiteWriting):
 
 
 _TEXT_OF_OTHER: dict[type, Any] = {float: float_text, bytes: hex_bytea}
+_NOT_UTF8 = "Could not decode to UTF-8"  # sqlite3's error for TEXT that is not UTF-8
+_text_keeping_bytes = functools.partial(bytes.decode, encoding="utf-8", errors="surrogateescape")
 
 
 def _text_batch(batch: list[Row]) -> list[list[bytes]]:
@@ -384,7 +398,7 @@ def _text_batch(batch: list[Row]) -> list[list[bytes]]:
             if v is None
             else b"%d" % v
             if type(v) is int
-            else escape(v.encode("utf-8"))
+            else escape(v.encode("utf-8", "surrogateescape"))
             if type(v) is str
             else other[type(v)](v)
             for v in row

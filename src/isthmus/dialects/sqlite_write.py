@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote as url_quote
 
-from isthmus.dialects.base import SourceDialect, check_new_rows, write_key_position
+from isthmus.dialects.base import SourceDialect, WriteGuard, check_new_rows, write_key_position
 from isthmus.dialects.keyset import chunked
 from isthmus.errors import DatabaseError, TerminalDatabaseError
 
@@ -30,7 +30,8 @@ class SQLiteWriting(SourceDialect):
 
     # -- writing back --------------------------------------------------------------------------
     # On a connection of its own (mode=rw, foreign keys enforced), in BEGIN IMMEDIATE ...
-    # COMMIT: the write lock is taken up front, so a busy database fails at once as transient.
+    # COMMIT: the write lock is taken up front, so a busy database fails at once as transient;
+    # no other connection writes while a ``guard`` looks at the rows.
     # executemany runs in-process: no round trips to save.
 
     def _writer(self) -> sqlite3.Connection:
@@ -76,7 +77,13 @@ class SQLiteWriting(SourceDialect):
             raise
 
     def upsert_rows(
-        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        guard: WriteGuard | None = None,
     ) -> int:
         at = write_key_position(table, columns, key, rows)
         if not rows:
@@ -84,6 +91,9 @@ class SQLiteWriting(SourceDialect):
         t, k = self.quote(table), self.quote(key)
         others = [i for i, c in enumerate(columns) if c != key]
         with self._write_transaction(f"writing rows to table {table!r}") as conn:
+            if guard is not None:
+                kept = guard([row[at] for row in rows])
+                rows = [row for row in rows if row[at] in kept]
             existing: set[int] = set()
             ids = [row[at] for row in rows]
             for part in chunked(ids, self.capabilities.max_bind_parameters):
@@ -103,13 +113,18 @@ class SQLiteWriting(SourceDialect):
                 conn.executemany(f"INSERT INTO {t} ({cols}) VALUES ({marks})", new)  # noqa: S608
         return len(rows)
 
-    def delete_keys(self, table: str, key: str, ids: Sequence[int]) -> int:
+    def delete_keys(
+        self, table: str, key: str, ids: Sequence[int], *, guard: WriteGuard | None = None
+    ) -> int:
         unique = list(dict.fromkeys(ids))
         if not unique:
             return 0
         t, k = self.quote(table), self.quote(key)
         deleted = 0
         with self._write_transaction(f"deleting rows of table {table!r}") as conn:
+            if guard is not None:
+                kept = guard(unique)
+                unique = [i for i in unique if i in kept]
             for part in chunked(unique, self.capabilities.max_bind_parameters):
                 marks = ", ".join("?" * len(part))
                 deleted += conn.execute(f"DELETE FROM {t} WHERE {k} IN ({marks})", part).rowcount  # noqa: S608
