@@ -42,7 +42,7 @@ test: venv browser
 
 # The reliability trials of docs/reliability.md at full size (the smoke size runs in `make test`).
 chaos: venv browser
-	ISTHMUS_CHAOS_FULL=1 $(BIN)/python -c 'import isthmus, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' -q tests/chaos $(PYTEST_ARGS)
+	ISTHMUS_CHAOS_FULL=1 $(BIN)/python -c 'import isthmus, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' -q $(if $(findstring tests/,$(PYTEST_ARGS)),,tests/chaos) $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from urllib.parse import quote, urlsplit
 
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 
 from dialect_support import run_sql
-from isthmus.dialects import open_source
+from isthmus.dialects import open_source, pgconn
 from isthmus.dialects.postgresql import Source
 from isthmus.errors import TerminalDatabaseError, TransientDatabaseError
 from isthmus.urls import DatabaseURL, parse_url
@@ -202,3 +203,22 @@ def test_missing_schema_leaves_no_tables(legacy: DatabaseURL) -> None:
     assert src.reflect().tables == {}
     with pytest.raises(TerminalDatabaseError, match="'offices'"):
         src.count("offices")
+
+
+def test_a_refused_log_in_is_terminal_not_retried(legacy: DatabaseURL) -> None:
+    """libpq gives a refused log-in no SQLSTATE, like a dropped connection: waiting cannot
+    change the server's answer, so it must not be retried (a migrate would back off for 15 s)."""
+    role = "isthmus_nologin_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(legacy.raw, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        for user in (role, "isthmus_nobody_" + uuid.uuid4().hex[:8]):
+            parts = urlsplit(legacy.raw)
+            url = parse_url(
+                parts._replace(netloc=f"{user}:pw@{parts.netloc.rpartition('@')[2]}").geturl()
+            )
+            with pytest.raises(TerminalDatabaseError, match=user):
+                pgconn.connect(url)
+    finally:
+        with psycopg.connect(legacy.raw, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE "{role}"')

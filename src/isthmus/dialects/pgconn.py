@@ -19,6 +19,17 @@ from isthmus.urls import DatabaseURL, mask_secrets
 # deadlock, lock not available, operator intervention (admin shutdown), insufficient resources.
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "55P03", "57P", "53")
 _TRANSIENT_SQLSTATES = {"57014"}  # query_canceled (statement timeout)
+# libpq reports a refused log-in without an SQLSTATE, like a dropped connection; these server
+# answers do not change by waiting, and retrying them only delays the error (English messages:
+# a server with another lc_messages falls back to "transient", which is slow but still ends)
+_REFUSED_LOGIN = (
+    "password authentication failed",
+    "is not permitted to log in",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied for database",
+    "invalid port number",
+)
 
 
 def conninfo(url: DatabaseURL) -> str:
@@ -72,6 +83,8 @@ def translate(exc: BaseException) -> DatabaseError:
     """Map a psycopg error to a transient or terminal isthmus error (password masked)."""
     message = mask_secrets(_first_line(exc))
     if isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) is None:
+        if any(refusal in str(exc) for refusal in _REFUSED_LOGIN):
+            return TerminalDatabaseError(f"PostgreSQL: {message}")
         return TransientDatabaseError(f"PostgreSQL: {message}")
     sqlstate = getattr(exc, "sqlstate", None) or ""
     if sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
