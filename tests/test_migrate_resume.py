@@ -38,8 +38,8 @@ from migrate_support import (
 SCALE = 20  # 24,180 rows
 BATCH = "200"
 SEED = 20240917
-SQLITE_KILLS = 14  # at least 10 must land while the run is still going
-MYSQL_KILLS = 3
+SQLITE_KILLS = 8  # at least 5 must land while the run is still going (more: tests/chaos)
+MYSQL_KILLS = 2
 
 
 @dataclass
@@ -253,17 +253,17 @@ def test_sigkill_at_random_points_sqlite(
 ) -> None:
     source, counts = sqlite_source
     assert sum(counts.values()) >= 20_000
-    where: list[str | None] = [None, "offices", "doctors", *["patients"] * 2]
-    where += [*["orders"] * 4, *["products"] * 4, "*"]
+    where: list[str | None] = [None, "offices", "patients", "orders", "orders"]
+    where += ["products", "products", "*"]
     assert len(where) == SQLITE_KILLS
     points = kill_points(random.Random(SEED), counts, where)
     landings = kill_and_resume(source, counts, points, pg_databases, tmp_path)
     killed = [x for x in landings if x.was_running]
-    assert len(killed) >= 10, [str(x) for x in landings]
+    assert len(killed) >= 5, [str(x) for x in landings]
     # the kills landed in different entities, and at different rows of them (where exactly
     # depends on the machine's speed: the small entities pass in a few milliseconds)
     assert len({x.entity for x in killed if x.entity}) >= 3, [str(x) for x in landings]
-    assert len({x.processed for x in killed if x.entity and x.processed}) >= 5, [
+    assert len({x.processed for x in killed if x.entity and x.processed}) >= 3, [
         str(x) for x in landings
     ]
 
@@ -293,7 +293,7 @@ def test_sigkill_at_random_points_mariadb(
 ) -> None:
     source = mysql_databases.create("isthmus_kill")
     counts = generate_legacy(source, scale=SCALE)
-    where: list[str | None] = ["patients", "orders", "products", "products"]
+    where: list[str | None] = ["orders", "products", "products"]
     points = kill_points(random.Random(SEED + 2), counts, where)
     landings = kill_and_resume(source, counts, points, pg_databases, tmp_path)
     landed = [x for x in landings if x.was_running and x.entity]

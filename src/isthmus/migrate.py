@@ -83,6 +83,17 @@ def database_error(exc: BaseException) -> DatabaseError | None:
     return None
 
 
+def retryable(exc: BaseException) -> TransientDatabaseError:
+    """``exc`` (being handled) as the transient error to retry; anything else is raised
+    again, as an isthmus error where it is a database's."""
+    error = database_error(exc) if isinstance(exc, Exception) else None
+    if isinstance(error, TransientDatabaseError):
+        return error
+    if error is None or error is exc:
+        raise exc
+    raise error from exc
+
+
 class MigrationInterrupted(IsthmusError):
     """Ctrl-C (or SIGTERM): the current batch was rolled back and the checkpoint paused."""
 
@@ -330,11 +341,7 @@ class _Run:
                     self._heal()
                 return operation()
             except Exception as exc:
-                error = database_error(exc)
-                if not isinstance(error, TransientDatabaseError):
-                    if error is None or error is exc:
-                        raise
-                    raise error from exc
+                error = retryable(exc)
                 attempts += 1
                 self._recover(error, attempts, what)
 
@@ -493,11 +500,7 @@ class _Run:
             except BaseException as exc:
                 if pipeline is not None:
                     pipeline.abort()
-                error = database_error(exc) if isinstance(exc, Exception) else None
-                if not isinstance(error, TransientDatabaseError):
-                    if error is None or error is exc:
-                        raise
-                    raise error from exc
+                error = retryable(exc)
                 if result.rows_read > committed:  # batches went in since the last fault:
                     attempts = 0  # this is a new one (a submitted batch is not progress)
                     committed = result.rows_read

@@ -48,6 +48,7 @@ from isthmus.migrate import (
     backoff,
     database_error,
     entity_lock_key,
+    retryable,
     try_lock,
 )
 from isthmus.migrate_job import Chunking, run_migration_job
@@ -340,11 +341,7 @@ def _execute_retrying(
             run.records_synced += carried
             return
         except Exception as exc:
-            error = database_error(exc)
-            if not isinstance(error, TransientDatabaseError):
-                if error is None or error is exc:
-                    raise
-                raise error from exc
+            error = retryable(exc)
             # what it applied is not found again: counted now (what it could not apply is
             # compared again, and counted, by the next attempt)
             done = sum(e.applied.written + e.applied.deleted for e in run.entities if e.applied)
