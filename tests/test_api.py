@@ -28,7 +28,7 @@ from isthmus.api.auth import TOKEN_VARIABLE, is_loopback
 from isthmus.api.errors import Conflict
 from isthmus.api.tasks import Tasks
 from isthmus.errors import UsageError
-from isthmus.migrate import try_lock
+from isthmus.sessions import try_lock
 from isthmus.state.store import StateStore
 from isthmus.sync import _JOB_LOCK_CLASS
 from isthmus.urls import DatabaseURL, parse_url

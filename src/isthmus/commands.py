@@ -26,7 +26,8 @@ from isthmus.config import Config
 from isthmus.demo_run import DemoResult, run_demo
 from isthmus.diff import DiffResult, run_diff
 from isthmus.errors import DifferencesFound, UsageError
-from isthmus.migrate import MigrationResult, Progress, run_migration
+from isthmus.migrate import run_migration
+from isthmus.migrate_result import MigrationResult, Progress
 from isthmus.plan import Plan
 from isthmus.prune import PruneResult, run_prune
 from isthmus.queue import QueuedRun, defer_run, install_queue

@@ -28,7 +28,8 @@ from isthmus.config import load_config
 from isthmus.dialects import pgconn
 from isthmus.diff import DiffResult, run_diff
 from isthmus.jobs import create_job
-from isthmus.migrate import MigrationResult, Progress, run_migration
+from isthmus.migrate import run_migration
+from isthmus.migrate_result import MigrationResult, Progress
 from isthmus.plan import Plan
 from isthmus.reports import show_report
 from isthmus.state.schema import InitResult, upgrade_state_schema

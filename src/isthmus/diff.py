@@ -37,7 +37,8 @@ from isthmus.diff_source import source_sums, sums_by_ids
 from isthmus.diff_target import Scope, TargetSide
 from isthmus.errors import UsageError, first_line
 from isthmus.loadplan import EntityLoad, build_load
-from isthmus.migrate import Progress, target_session
+from isthmus.migrate_result import Progress
+from isthmus.sessions import target_session
 from isthmus.state.enums import CheckpointStatus, OperationType
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore

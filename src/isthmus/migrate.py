@@ -19,29 +19,42 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import Connection
-from sqlalchemy import exc as sa_exc
 
 from isthmus import quarantine, references
 from isthmus.batch_writer import BatchWriter, Outcome
-from isthmus.dialects.pgconn import translate, translated
+from isthmus.dialects.pgconn import translated
 from isthmus.errors import (
     DatabaseError,
-    IsthmusError,
     TransientDatabaseError,
     UsageError,
     first_line,
 )
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.mapping_cache import MappingCache
+from isthmus.migrate_result import (
+    EntityBusy,
+    EntityResult,
+    MigrationInterrupted,
+    MigrationResult,
+    Progress,
+)
 from isthmus.pipeline import Pipeline, Turn
 from isthmus.retry import with_retries
+from isthmus.sessions import (
+    alive,
+    backoff,
+    entity_lock_key,
+    retryable,
+    synchronous,
+    target_session,
+    try_lock,
+)
 from isthmus.state.enums import CheckpointStatus, OperationType
 from isthmus.state.models import MigrationCheckpoint
 from isthmus.state.schema import require_current
@@ -59,141 +72,6 @@ _UNFINISHED = {CheckpointStatus.IN_PROGRESS, CheckpointStatus.PAUSED, Checkpoint
 
 
 Lanes = list[tuple[psycopg.Connection[Any], BatchWriter]]
-
-
-def entity_lock_key(schema: str, entity: str) -> tuple[int, str]:
-    """The advisory lock of an entity being written (migrated, chunked or synced)."""
-    return 0x15_7A_06, f"{schema}.{entity}"
-
-
-def try_lock(conn: psycopg.Connection[Any], key: tuple[int, str]) -> bool:
-    """Take the session advisory lock ``key`` on ``conn`` if nobody holds it."""
-    row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
-    return bool(row and row[0])
-
-
-def database_error(exc: BaseException) -> DatabaseError | None:
-    """``exc`` as an isthmus database error (transient or terminal) when it is one: psycopg's
-    and SQLAlchemy's own errors are translated (a dropped connection is transient)."""
-    if isinstance(exc, DatabaseError):
-        return exc
-    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
-    if isinstance(orig, psycopg.Error):
-        return translate(orig)
-    return None
-
-
-def retryable(exc: BaseException) -> TransientDatabaseError:
-    """``exc`` (being handled) as the transient error to retry; anything else is raised
-    again, as an isthmus error where it is a database's."""
-    error = database_error(exc) if isinstance(exc, Exception) else None
-    if isinstance(error, TransientDatabaseError):
-        return error
-    if error is None or error is exc:
-        raise exc
-    raise error from exc
-
-
-class MigrationInterrupted(IsthmusError):
-    """Ctrl-C (or SIGTERM): the current batch was rolled back and the checkpoint paused."""
-
-    exit_code = 130
-
-
-class EntityBusy(IsthmusError):
-    exit_code = 3
-
-
-class Progress(Protocol):
-    def start(self, entity: str, total: int, done: int) -> None: ...
-    def advance(self, entity: str, rows: int) -> None: ...
-    def finish(self, entity: str) -> None: ...
-
-
-@dataclass
-class EntityResult:
-    entity: str
-    source_table: str
-    target_table: str
-    checkpoint_id: UUID | None = None
-    resumed_after: str | None = None
-    rows_read: int = 0
-    outcome: Outcome = field(default_factory=Outcome)
-    references_updated: int = 0
-    seconds: float = 0.0
-    status: str = "completed"
-    chunk: tuple[int, int] | None = None  # the key range of a chunk run (migrate_chunks.py)
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        o = self.outcome
-        chunk = {"chunk": list(self.chunk)} if self.chunk is not None else {}
-        return {
-            "entity": self.entity,
-            **chunk,
-            "source_table": self.source_table,
-            "target_table": self.target_table,
-            "status": self.status,
-            "checkpoint_id": str(self.checkpoint_id) if self.checkpoint_id else None,
-            "resumed_after": self.resumed_after,
-            "rows_read": self.rows_read,
-            "inserted": o.inserted,
-            "updated": o.updated,
-            "unchanged": o.unchanged,
-            "quarantined": o.quarantined,
-            "orphans_set_null": o.orphans_nulled,
-            "references_updated": self.references_updated,
-            "seconds": round(self.seconds, 3),
-            "rows_per_second": round(self.rows_per_second, 1),
-        }
-
-
-@dataclass
-class MigrationResult:
-    entities: list[EntityResult]
-    seconds: float
-    warnings: list[str] = field(default_factory=list)
-    pending_ddl: list[dict[str, Any]] = field(default_factory=list)
-    open_quarantine: int = 0
-
-    @property
-    def exit_code(self) -> int:
-        """1 when rows remain outside the target (quarantined), as differences do."""
-        return 1 if self.open_quarantine else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        rows = sum(e.rows_read for e in self.entities)
-        return {
-            "entities": [e.to_dict() for e in self.entities],
-            "rows_read": rows,
-            "seconds": round(self.seconds, 3),
-            "rows_per_second": round(rows / self.seconds, 1) if self.seconds > 0 else 0.0,
-            "open_quarantine": self.open_quarantine,
-            "pending_ddl": self.pending_ddl,
-            "warnings": self.warnings,
-        }
-
-
-def target_session(conn: psycopg.Connection[Any]) -> None:
-    """Session settings of every connection that writes target rows.
-
-    ``synchronous_commit = off``: a server crash may forget the last few batches, but each
-    batch (rows, mappings, checkpoint) commits as one, so it is forgotten whole and the
-    next run redoes it; the process never waits for the WAL flush.
-    """
-    conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("SET DateStyle = 'ISO, YMD'")
-    conn.execute("SET synchronous_commit = off")
-    conn.commit()
-
-
-def synchronous(conn: psycopg.Connection[Any]) -> None:
-    """Commits on ``conn`` are durable when they return again (``synchronous_commit``)."""
-    conn.execute("SET synchronous_commit = on")
-    conn.commit()
 
 
 def run_migration(
@@ -777,24 +655,6 @@ class _Run:
         count = quarantine.count_open(self.conn, self.schema, entities)
         self.conn.commit()
         return count
-
-
-def backoff(first: float, attempt: int) -> float:
-    """Seconds to wait before retry ``attempt`` (1, 2, …): ``first``, doubling, at most 10 s
-    (or ``first`` if that is longer)."""
-    return float(min(first * 2.0 ** (attempt - 1), max(10.0, first)))
-
-
-def alive(conn: psycopg.Connection[Any] | None) -> bool:
-    """Whether ``conn``'s server session still answers (an autocommit connection)."""
-    if conn is None or conn.closed:
-        return False
-    try:
-        conn.execute("SELECT 1")
-    except psycopg.Error:
-        conn.close()
-        return False
-    return True
 
 
 def _after(load: EntityLoad, last: str | None) -> Sequence[Any] | None:

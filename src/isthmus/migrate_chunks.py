@@ -48,16 +48,15 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from isthmus import quarantine, references
 from isthmus.errors import DatabaseError, IsthmusError, UsageError
 from isthmus.loadplan import EntityLoad, build_load
-from isthmus.migrate import (
+from isthmus.migrate import _after, _Run
+from isthmus.migrate_result import (
     EntityBusy,
     EntityResult,
     MigrationInterrupted,
     MigrationResult,
     Progress,
-    _after,
-    _Run,
-    target_session,
 )
+from isthmus.sessions import target_session
 from isthmus.state.enums import CheckpointStatus, OperationType
 from isthmus.state.models import MigrationCheckpoint
 from isthmus.state.schema import require_current

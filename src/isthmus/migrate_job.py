@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from isthmus.migrate import EntityBusy, EntityResult, Progress, run_migration
+from isthmus.migrate import run_migration
 from isthmus.migrate_chunks import ChunksUnfinished, finish_chunked, migrate_chunk, plan_chunks
+from isthmus.migrate_result import EntityBusy, EntityResult, Progress
 from isthmus.state.store import StateStore
 from isthmus.workspace import Workspace
 

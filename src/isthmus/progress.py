@@ -21,7 +21,7 @@ from rich.progress import (
 
 
 class RowProgress:
-    """Implements ``isthmus.migrate.Progress`` with rich, on standard error."""
+    """Implements ``isthmus.migrate_result.Progress`` with rich, on standard error."""
 
     def __init__(self) -> None:
         self._bars = Progress(

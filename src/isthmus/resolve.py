@@ -36,7 +36,7 @@ from isthmus.diff_source import fetch_fields
 from isthmus.errors import UsageError
 from isthmus.loadplan import EntityLoad, build_load, loose
 from isthmus.mapping_cache import MappingCache
-from isthmus.migrate import target_session
+from isthmus.sessions import target_session
 from isthmus.state.models import DataDifferential
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore

@@ -42,18 +42,11 @@ from isthmus import review, sync_rules
 from isthmus.diff import DiffContext, run_diff
 from isthmus.errors import IsthmusError, TransientDatabaseError, UsageError, first_line
 from isthmus.jobs import VALIDATE_AFTER, next_run
-from isthmus.migrate import (
-    Progress,
-    alive,
-    backoff,
-    database_error,
-    entity_lock_key,
-    retryable,
-    try_lock,
-)
 from isthmus.migrate_job import Chunking, run_migration_job
+from isthmus.migrate_result import Progress
 from isthmus.resolve import Resolution
 from isthmus.retry import with_retries
+from isthmus.sessions import alive, backoff, database_error, entity_lock_key, retryable, try_lock
 from isthmus.state.enums import CheckpointStatus, JobStatus, JobType, OperationType
 from isthmus.state.models import STRATEGY_FOR_CONFLICT_RESOLUTION, SynchronizationJob
 from isthmus.state.schema import require_current

@@ -27,7 +27,8 @@ from isthmus.diff import DiffContext, EntityRun
 from isthmus.diff_classify import Found
 from isthmus.errors import UsageError
 from isthmus.loadplan import EntityLoad, build_load
-from isthmus.migrate import Progress, target_session
+from isthmus.migrate_result import Progress
+from isthmus.sessions import target_session
 from isthmus.state.models import MigrationValidationReport
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore

@@ -32,7 +32,7 @@ from isthmus.errors import (
     UsageError,
     first_line,
 )
-from isthmus.migrate import EntityBusy
+from isthmus.migrate_result import EntityBusy
 from isthmus.state.db_errors import NotFound, refusal
 from isthmus.state.schema import StateSchemaNotReady
 from isthmus.sync import JobBusy
