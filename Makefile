@@ -37,8 +37,12 @@ demo: venv
 
 # isthmus is imported before pytest's plugins load ssl, so the MySQL C extension loads
 # (see isthmus/dialects/mysql_driver.py) and its tests run rather than skip.
+# JOBS test processes at once (pytest-xdist, a file per process at a time); JOBS=1: one process.
+JOBS ?= 2
+XDIST = $(if $(filter-out 0 1,$(JOBS)),--dist loadfile --tx $(JOBS)*popen//python=tests/xdist-python)
+
 test: venv browser
-	$(BIN)/python -c 'import isthmus, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' -q $(PYTEST_ARGS)
+	$(BIN)/python -c 'import isthmus, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))' -q $(XDIST) $(PYTEST_ARGS)
 
 # The reliability trials of docs/reliability.md at full size (the smoke size runs in `make test`).
 chaos: venv browser
