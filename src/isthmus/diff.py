@@ -38,7 +38,7 @@ from isthmus.diff_target import Scope, TargetSide
 from isthmus.errors import UsageError, first_line
 from isthmus.loadplan import EntityLoad, build_load
 from isthmus.migrate_result import Progress
-from isthmus.sessions import target_session
+from isthmus.sessions import target_session, try_lock
 from isthmus.state.enums import CheckpointStatus, OperationType
 from isthmus.state.schema import require_current
 from isthmus.state.store import StateStore
@@ -176,8 +176,7 @@ def _fail_dead_runs(
             continue
         if held_by is not None:  # (none: left by an isthmus that named no owner)
             key = (_RUN_LOCK_CLASS, held_by)
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
-            alive = not (row and row[0])
+            alive = not try_lock(conn, key)
             if not alive:
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
             conn.commit()
